@@ -1,0 +1,187 @@
+"""Write, read and verify bundles: ``berth.json`` plus payload files, each hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from berth import environment, lineage, storage
+from berth.coercion import coerce
+from berth.errors import BerthError, BundleError, FlavorError, IntegrityError, SignatureError
+from berth.flavors.base import Flavor, Predictor, all_flavors, flavor_for, get_flavor
+from berth.manifest import MANIFEST_NAME, FileEntry, Manifest, sanitize_params
+from berth.reference import prediction_stats, reference_stats
+from berth.signature import (
+    OutputSpec,
+    Signature,
+    columns_from_model,
+    infer_input,
+    infer_output,
+    json_ready,
+)
+
+REFERENCE_PREDICTION_ROWS = 100_000
+
+
+def choose_flavor(model: Any, flavor: str | None, format: str | None) -> Flavor:
+    if flavor:
+        return get_flavor(flavor)
+    if format:
+        for candidate in all_flavors():
+            if format in candidate.formats and candidate.accepts(model, format):
+                return candidate
+        raise FlavorError(f"no flavor writes {type(model).__qualname__} as {format!r}")
+    return flavor_for(model)
+
+
+def save(
+    model: Any,
+    path: str | os.PathLike[str],
+    *,
+    sample: Any = None,
+    reference: Any = None,
+    name: str | None = None,
+    flavor: str | None = None,
+    format: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    description: str = "",
+    overwrite: bool = False,
+    **options: Any,
+) -> Manifest:
+    """Save ``model`` as a bundle at ``path`` (a directory, or an fsspec URL such as ``s3://bucket/key``).
+
+    ``sample`` (a few rows of input) gives the signature; ``reference`` (the training data) gives the reference
+    statistics that monitoring compares live traffic with. Extra keyword arguments go to the flavor, e.g.
+    ``compress=("zlib", 3)`` for ``format="joblib"``.
+    """
+    chosen = choose_flavor(model, flavor, format)
+    payload_format = chosen.check_format(format)
+    if storage.exists(storage.join(str(path), MANIFEST_NAME)) and not overwrite:
+        raise BundleError(f"{path} already holds a bundle; pass overwrite=True (--overwrite) to replace it")
+    with storage.staging_directory(path) as staged:
+        payload = chosen.save(model, staged, format=payload_format, sample=sample, options=options)
+        signature = build_signature(model, payload.predictor, sample, payload.options)
+        manifest = Manifest(
+            name=name or storage.local_path(str(path).rstrip("/")).name,
+            flavor=chosen.name,
+            format=payload_format,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            python=environment.python_version(),
+            libraries=environment.capture([*payload.libraries, "berth"]),
+            files=hash_files(staged, payload.files),
+            signature=signature,
+            flavor_options=json_ready(payload.options),
+            reference=build_reference(reference, signature, payload.predictor),
+            metrics=json_ready(dict(metrics or {})),
+            params=sanitize_params(dict(params or {})),
+            tags={str(k): str(v) for k, v in (tags or {}).items()},
+            metadata=json_ready(dict(metadata or {})),
+            lineage=build_lineage(),
+            description=description,
+            berth_version=environment.installed_version("berth") or "",
+        )
+        (staged / MANIFEST_NAME).write_text(manifest.to_json())
+        storage.publish(staged, path, MANIFEST_NAME, overwrite=overwrite)
+    return manifest
+
+
+def build_signature(model: Any, predictor: Predictor, sample: Any, options: dict[str, Any]) -> Signature:
+    placeholder = OutputSpec("tensor", "unknown")
+    if sample is not None:
+        layout, columns, tensor, example = infer_input(sample)
+        signature = Signature(layout, placeholder, columns, tensor, example)
+    elif options.get("input_spec"):
+        signature = Signature.from_dict({**options.pop("input_spec"), "outputs": {"kind": "tensor",
+                                                                                  "dtype": "unknown"}})
+    else:
+        signature = Signature("table", placeholder, columns_from_model(model))
+    probe = sample if sample is not None else [[0] * len(signature.columns)] if signature.columns else None
+    if probe is None:
+        return signature
+    try:
+        inputs = coerce(signature, probe, to=predictor.input_target, dtype=predictor.input_dtype)
+        predictions = predictor.predict(inputs)
+    except SignatureError as exc:
+        raise SignatureError(f"the sample does not fit the inferred signature: {exc.message}", exc.details) from exc
+    except Exception as exc:
+        if sample is not None:
+            raise FlavorError(f"the model failed to predict on the sample: {exc}") from exc
+        outputs = OutputSpec("classification" if predictor.classes else "tensor", "unknown",
+                             classes=json_ready(predictor.classes), probabilities=predictor.has_proba)
+        return Signature(signature.layout, outputs, signature.columns, signature.tensor, signature.example)
+    outputs = infer_output(predictions, predictor.classes, predictor.has_proba)
+    return Signature(signature.layout, outputs, signature.columns, signature.tensor, signature.example)
+
+
+def build_reference(reference: Any, signature: Signature, predictor: Predictor) -> dict[str, Any] | None:
+    if reference is None:
+        return None
+    if signature.layout == "tensor":
+        raise SignatureError("reference statistics need tabular data; this model takes tensors")
+    stats = reference_stats(reference)
+    rows = reference.sample(REFERENCE_PREDICTION_ROWS, random_state=0) if hasattr(reference, "sample") and len(
+        reference) > REFERENCE_PREDICTION_ROWS else reference
+    try:
+        inputs = coerce(signature, rows, to=predictor.input_target, dtype=predictor.input_dtype)
+        stats["predictions"] = prediction_stats(predictor.predict(inputs))
+    except BerthError as exc:
+        raise SignatureError(f"the reference data does not fit the signature: {exc.message}", exc.details) from exc
+    return stats
+
+
+def build_lineage() -> dict[str, Any]:
+    info: dict[str, Any] = {"created_by": lineage.author()}
+    git = lineage.git_state()
+    if git:
+        info["git"] = git
+    return info
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def hash_files(directory: Path, names: list[str]) -> list[FileEntry]:
+    entries = []
+    for name in names:
+        target = directory / name
+        files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+        for file in files:
+            entries.append(FileEntry(file.relative_to(directory).as_posix(), sha256_file(file), file.stat().st_size))
+    return entries
+
+
+def read_manifest(directory: Path) -> Manifest:
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        if not directory.exists():
+            raise BundleError(f"no bundle at {directory}: the path does not exist")
+        raise BundleError(f"{directory} is not a berth bundle: it has no {MANIFEST_NAME}")
+    return Manifest.from_json(path.read_bytes(), str(path))
+
+
+def verify_directory(directory: Path, manifest: Manifest) -> None:
+    """Check every payload file's size and sha256 against the manifest; name each file that differs."""
+    problems = []
+    root = directory.resolve()
+    for entry in manifest.files:
+        file = (directory / entry.path).resolve()
+        if not file.is_relative_to(root):
+            problems.append({"loc": ["files", entry.path], "msg": "path leaves the bundle directory"})
+        elif not file.is_file():
+            problems.append({"loc": ["files", entry.path], "msg": "file is missing"})
+        elif file.stat().st_size != entry.size:
+            problems.append({"loc": ["files", entry.path],
+                             "msg": f"size is {file.stat().st_size} bytes, the manifest says {entry.size}"})
+        elif sha256_file(file) != entry.sha256:
+            problems.append({"loc": ["files", entry.path], "msg": "sha256 does not match the manifest"})
+    if problems:
+        names = ", ".join(f"{p['loc'][1]} ({p['msg']})" for p in problems)
+        raise IntegrityError(f"bundle {directory} failed verification: {names}; refusing to load it", problems)

@@ -1,0 +1,92 @@
+"""The one exception tree of berth.
+
+Every error a user can cause is a :class:`BerthError`. The class carries what the transports need: the HTTP
+status a server answers with, a short machine-readable ``code``, and the CLI exit code. ``details`` holds
+precise locations (``{"loc": [...], "msg": ...}``), e.g. the row and field of a bad value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BerthWarning(UserWarning):
+    """Something works but deserves attention (e.g. a minor library version differs from the bundle's)."""
+
+
+class BerthError(Exception):
+    """Base of every error berth raises on purpose."""
+
+    status_code: int = 500
+    code: str = "berth_error"
+    exit_code: int = 1
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: list[dict[str, Any]] = details or []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class UsageError(BerthError):
+    """The caller asked for something that cannot be done as asked (bad option, bad combination)."""
+
+    status_code = 400
+    code = "usage_error"
+    exit_code = 2
+
+
+class StorageError(BerthError):
+    """A path or URL cannot be read or written."""
+
+    status_code = 404
+    code = "storage_error"
+
+
+class BundleError(BerthError):
+    """A bundle is missing, malformed, or cannot be written."""
+
+    status_code = 400
+    code = "bundle_error"
+
+
+class IntegrityError(BundleError):
+    """A payload file does not match the sha256 or size recorded in the manifest."""
+
+    code = "integrity_error"
+
+
+class TrustError(BundleError):
+    """Loading would run code from the payload (pickle) or construct untrusted types, and trust was not given."""
+
+    status_code = 403
+    code = "untrusted_payload"
+
+
+class EnvironmentMismatchError(BundleError):
+    """The installed Python or library versions differ from the bundle's by a major version, or are missing."""
+
+    code = "environment_mismatch"
+
+
+class FlavorError(BerthError):
+    """No flavor handles this model, or a flavor failed to save or load it."""
+
+    status_code = 400
+    code = "flavor_error"
+
+
+class SignatureError(BerthError):
+    """Input does not match the model's signature. ``details`` names each row and field at fault."""
+
+    status_code = 422
+    code = "invalid_input"
+
+
+class PredictionError(BerthError):
+    """The model itself raised while predicting."""
+
+    status_code = 500
+    code = "prediction_failed"

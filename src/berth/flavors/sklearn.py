@@ -1,0 +1,129 @@
+"""scikit-learn estimators and pipelines (and xgboost / lightgbm through their scikit-learn API).
+
+Saved with skops by default: loading constructs only types on a trusted list and runs no pickled code. skops'
+own defaults leave a few plain data holders out (the tree structure of every forest, ``OrderedDict``, the
+boosters of lightgbm and xgboost, which rebuild themselves from a model string); berth trusts those too (see
+``docs/design-notes.md``). Anything else must be named by the caller (``trusted_types=[...]``) or the whole file
+trusted (``trust=True``). ``joblib`` and ``pickle`` are written only when asked and loaded only with trust.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from berth.errors import FlavorError, TrustError
+from berth.flavors.base import Flavor, Predictor, SavedPayload, class_path
+
+if TYPE_CHECKING:
+    from berth.manifest import Manifest
+
+BERTH_TRUSTED_TYPES = frozenset({
+    "sklearn.tree._tree.Tree",
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
+    "lightgbm.sklearn.LGBMRanker",
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBClassifier",
+    "xgboost.sklearn.XGBRegressor",
+    "xgboost.sklearn.XGBRanker",
+})
+PAYLOAD = {"skops": "model.skops", "joblib": "model.joblib", "pickle": "model.pkl"}
+FORMAT_LIBRARY = {"skops": "skops", "joblib": "joblib", "pickle": None}
+
+
+class SklearnPredictor(Predictor):
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+        self.input_target = "dataframe" if hasattr(estimator, "feature_names_in_") else "ndarray"
+        classes = getattr(estimator, "classes_", None)
+        self.classes = list(classes) if classes is not None else None
+
+    @property
+    def has_proba(self) -> bool:
+        return hasattr(self.estimator, "predict_proba")
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        return np.asarray(self.estimator.predict(inputs))
+
+    def predict_proba(self, inputs: Any) -> np.ndarray:
+        if not self.has_proba:
+            return super().predict_proba(inputs)
+        return np.asarray(self.estimator.predict_proba(inputs))
+
+
+def estimator_libraries(model: Any) -> list[str]:
+    """Distributions that the estimator and every estimator nested in it come from."""
+    roots = {type(model).__module__.split(".")[0]}
+    get_params = getattr(model, "get_params", None)
+    if callable(get_params):
+        for value in get_params(deep=True).values():
+            if hasattr(value, "fit"):
+                roots.add(type(value).__module__.split(".")[0])
+    mapping = metadata.packages_distributions()
+    names = {"scikit-learn", "numpy", "scipy"}
+    for root in roots:
+        names.update(mapping.get(root, []))
+    return sorted(names)
+
+
+class SklearnFlavor(Flavor):
+    name = "sklearn"
+    formats = ("skops", "joblib", "pickle")
+    unsafe_formats = frozenset({"joblib", "pickle"})
+    priority = 50
+
+    def handles(self, model: Any) -> bool:
+        return "sklearn.base.BaseEstimator" in class_path(model)
+
+    def save(self, model: Any, directory: Path, *, format: str, sample: Any, options: dict[str, Any]) -> SavedPayload:
+        path = directory / PAYLOAD[format]
+        try:
+            if format == "skops":
+                import skops.io
+
+                skops.io.dump(model, path, compression=zipfile.ZIP_DEFLATED,
+                              compresslevel=options.get("compresslevel", 6))
+            elif format == "joblib":
+                import joblib
+
+                joblib.dump(model, path, compress=options.get("compress", 3))
+            else:
+                with path.open("wb") as handle:
+                    pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        except (TypeError, ValueError, pickle.PicklingError, AttributeError) as exc:
+            raise FlavorError(f"cannot write this model as {format}: {exc}") from exc
+        extra = FORMAT_LIBRARY[format]
+        libraries = estimator_libraries(model) + ([extra] if extra else [])
+        return SavedPayload([path.name], libraries, SklearnPredictor(model))
+
+    def load(self, directory: Path, manifest: Manifest, *, trust: bool, trusted_types: list[str]) -> Predictor:
+        format = manifest.format
+        self.require_trust(format, trust)
+        path = directory / PAYLOAD[format]
+        if format == "skops":
+            return SklearnPredictor(load_skops(path, trust=trust, trusted_types=trusted_types))
+        import joblib
+
+        return SklearnPredictor(joblib.load(path))  # reads joblib and plain pickle files alike
+
+
+def load_skops(path: Path, *, trust: bool, trusted_types: list[str]) -> Any:
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(file=path)
+    refused = sorted(set(untrusted) - BERTH_TRUSTED_TYPES - set(trusted_types))
+    if refused and not trust:
+        raise TrustError(
+            f"{path.name} holds types outside the trusted set: {', '.join(refused)}; if you trust this bundle's "
+            "source, name them with trusted_types=[...] (--trusted-type) or pass trust=True (--trust)",
+            [{"loc": ["payload", path.name], "msg": f"untrusted type {t}"} for t in refused],
+        )
+    return skops.io.load(path, trusted=untrusted)

@@ -1,0 +1,97 @@
+"""The manifest, ``berth.json``: everything needed to verify, load and monitor a bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from berth.errors import BundleError
+from berth.signature import Signature, json_ready
+
+MANIFEST_NAME = "berth.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # relative to the bundle directory, with forward slashes
+    sha256: str
+    size: int
+
+
+@dataclass
+class Manifest:
+    name: str
+    flavor: str
+    format: str  # payload format: skops, joblib, pickle, onnx, keras, torchscript, torch_export, ...
+    created_at: str
+    python: str
+    libraries: dict[str, str]
+    files: list[FileEntry]
+    signature: Signature | None = None
+    flavor_options: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    berth_version: str = ""
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def content_digest(self) -> str:
+        """sha256 over the payload files' paths and digests: equal bundles share it, whatever their metadata."""
+        listing = "\n".join(f"{f.path}:{f.sha256}" for f in sorted(self.files, key=lambda f: f.path))
+        return "sha256:" + hashlib.sha256(listing.encode()).hexdigest()
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["signature"] = self.signature.to_dict() if self.signature else None
+        return json_ready(data)  # type: ignore[no-any-return]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        version = data.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise BundleError(f"unsupported bundle format version {version!r}; this berth reads up to "
+                              f"{FORMAT_VERSION}: upgrade berth")
+        try:
+            values = dict(data)
+            values["files"] = [FileEntry(**f) for f in data["files"]]
+            values["signature"] = Signature.from_dict(data["signature"]) if data.get("signature") else None
+            known = cls.__dataclass_fields__.keys()
+            return cls(**{k: v for k, v in values.items() if k in known})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"malformed manifest: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = MANIFEST_NAME) -> Manifest:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise BundleError(f"{source} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise BundleError(f"{source} must hold a JSON object")
+        return cls.from_dict(data)
+
+
+def sanitize_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Keep params JSON-ready: nested estimators and other objects become their repr."""
+    clean: dict[str, Any] = {}
+    for key, value in params.items():
+        value = json_ready(value)
+        if not isinstance(value, str | int | float | bool | type(None) | list | dict):
+            value = repr(value)
+        clean[str(key)] = value
+    return clean

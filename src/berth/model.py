@@ -1,0 +1,127 @@
+"""A bundle loaded and verified: :class:`LoadedModel`, and :func:`load` that makes one from any model URI."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from berth import environment, packing, storage
+from berth.bundle import read_manifest, verify_directory
+from berth.coercion import coerce
+from berth.errors import BerthError, PredictionError
+from berth.flavors.base import Predictor, get_flavor
+from berth.manifest import MANIFEST_NAME, Manifest
+from berth.signature import Signature
+
+
+class LoadedModel:
+    """Predicts from request-shaped input: rows, records, columns by name, DataFrames or arrays."""
+
+    def __init__(self, manifest: Manifest, predictor: Predictor, source: str) -> None:
+        self.manifest = manifest
+        self.predictor = predictor
+        self.source = source
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def signature(self) -> Signature:
+        assert self.manifest.signature is not None
+        return self.manifest.signature
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return self.signature.outputs.classes
+
+    @property
+    def has_proba(self) -> bool:
+        return self.predictor.has_proba
+
+    def prepare(self, data: Any, *, row_offset: int = 0) -> Any:
+        """Validate ``data`` against the signature and shape it as the model wants; raises SignatureError."""
+        return coerce(self.signature, data, to=self.predictor.input_target, dtype=self.predictor.input_dtype,
+                      row_offset=row_offset)
+
+    def predict(self, data: Any) -> np.ndarray:
+        return self.predict_prepared(self.prepare(data))
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        return self.predict_proba_prepared(self.prepare(data))
+
+    def predict_prepared(self, inputs: Any) -> np.ndarray:
+        """Predict on input that :meth:`prepare` returned (the batcher's entry point)."""
+        try:
+            return self.predictor.predict(inputs)
+        except BerthError:
+            raise
+        except Exception as exc:
+            raise PredictionError(f"the model raised {type(exc).__name__}: {exc}") from exc
+
+    def predict_proba_prepared(self, inputs: Any) -> np.ndarray:
+        try:
+            return self.predictor.predict_proba(inputs)
+        except BerthError:
+            raise
+        except Exception as exc:
+            raise PredictionError(f"the model raised {type(exc).__name__}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"<LoadedModel {self.name!r} flavor={self.manifest.flavor} format={self.manifest.format}>"
+
+
+def load(
+    uri: str | os.PathLike[str],
+    *,
+    trust: bool = False,
+    trusted_types: Iterable[str] = (),
+    allow_version_mismatch: bool = False,
+) -> LoadedModel:
+    """Load and verify the bundle at ``uri``: a directory, a packed ``.berth`` file, or an fsspec URL.
+
+    Every payload file's sha256 is checked first; pickle-based payloads need ``trust=True``; a different major
+    version of Python or of a library the flavor needs refuses to load unless ``allow_version_mismatch``.
+    """
+    if packing.is_archive(uri):
+        with packing.local_archive(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
+            packing.extract(archive, Path(scratch))
+            return _load_directory(Path(scratch), str(uri), trust, list(trusted_types), allow_version_mismatch)
+    with storage.local_directory(uri) as directory:
+        return _load_directory(directory, str(uri), trust, list(trusted_types), allow_version_mismatch)
+
+
+def _load_directory(directory: Path, source: str, trust: bool, trusted_types: list[str],
+                    allow_version_mismatch: bool) -> LoadedModel:
+    manifest = read_manifest(directory)
+    verify_directory(directory, manifest)
+    environment.check(manifest.python, manifest.libraries, allow_mismatch=allow_version_mismatch)
+    flavor = get_flavor(manifest.flavor)
+    predictor = flavor.load(directory, manifest, trust=trust, trusted_types=trusted_types)
+    return LoadedModel(manifest, predictor, source)
+
+
+def inspect(uri: str | os.PathLike[str]) -> Manifest:
+    """Read a bundle's manifest without loading its payload."""
+    if packing.is_archive(uri):
+        with packing.local_archive(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
+            return packing.extract(archive, Path(scratch))
+    if storage.is_remote(uri):
+        location = storage.join(str(uri), MANIFEST_NAME)
+        return Manifest.from_json(storage.read_bytes(location), location)
+    return read_manifest(storage.local_path(uri))
+
+
+def verify(uri: str | os.PathLike[str]) -> Manifest:
+    """Check every file of the bundle at ``uri`` against its manifest; raises IntegrityError naming the file."""
+    if packing.is_archive(uri):
+        return inspect(uri)  # extraction verifies
+    with storage.local_directory(uri) as directory:
+        manifest = read_manifest(directory)
+        verify_directory(directory, manifest)
+        return manifest

@@ -1,0 +1,97 @@
+"""One-file transport of a bundle: a gzip-compressed tar archive, conventionally ``NAME.berth``.
+
+Packing verifies the bundle first; unpacking extracts with tarfile's ``data`` filter (no absolute paths, no
+links out of the target, no device files) into a staging directory, verifies, then renames into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from berth import storage
+from berth.bundle import read_manifest, verify_directory
+from berth.errors import BundleError, StorageError
+from berth.manifest import MANIFEST_NAME, Manifest
+
+SUFFIX = ".berth"
+
+
+def pack(bundle: str | os.PathLike[str], output: str | os.PathLike[str], *, overwrite: bool = False) -> Manifest:
+    """Write the verified bundle at ``bundle`` to the archive ``output`` (a path or an fsspec URL)."""
+    if storage.exists(output) and not overwrite:
+        raise BundleError(f"{output} already exists; pass overwrite=True (--overwrite) to replace it")
+    with storage.local_directory(bundle) as directory:
+        manifest = read_manifest(directory)
+        verify_directory(directory, manifest)
+        with tempfile.TemporaryDirectory(prefix="berth-pack-") as scratch:
+            archive = Path(scratch) / "bundle.berth"
+            with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
+                tar.add(directory / MANIFEST_NAME, arcname=MANIFEST_NAME)
+                for entry in manifest.files:
+                    tar.add(directory / entry.path, arcname=entry.path)
+            _place_file(archive, output)
+    return manifest
+
+
+def _place_file(source: Path, output: str | os.PathLike[str]) -> None:
+    if storage.is_remote(output):
+        fs, path = storage.filesystem(str(output))
+        try:
+            fs.put_file(str(source), path)
+        except OSError as exc:
+            raise StorageError(f"cannot write {output}: {exc}") from exc
+        return
+    target = storage.local_path(output).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.with_name(f".{target.name}.partial")
+    shutil.copyfile(source, staged)
+    os.replace(staged, target)
+
+
+def extract(archive: Path, directory: Path) -> Manifest:
+    """Extract a packed bundle into the empty ``directory`` and verify it."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            tar.extractall(directory, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise BundleError(f"{archive.name} is not a readable berth archive: {exc}") from exc
+    manifest = read_manifest(directory)
+    verify_directory(directory, manifest)
+    return manifest
+
+
+def unpack(archive: str | os.PathLike[str], output: str | os.PathLike[str], *, overwrite: bool = False) -> Manifest:
+    """Unpack the archive at ``archive`` into the bundle directory ``output`` (a path or an fsspec URL)."""
+    if storage.exists(storage.join(str(output), MANIFEST_NAME)) and not overwrite:
+        raise BundleError(f"{output} already holds a bundle; pass overwrite=True (--overwrite) to replace it")
+    with local_archive(archive) as local, storage.staging_directory(output) as staged:
+        manifest = extract(local, staged)
+        storage.publish(staged, output, MANIFEST_NAME, overwrite=overwrite)
+    return manifest
+
+
+@contextmanager
+def local_archive(archive: str | os.PathLike[str]) -> Iterator[Path]:
+    """The archive as a local file: the path itself, or a downloaded temporary copy."""
+    if not storage.is_remote(archive):
+        path = storage.local_path(archive)
+        if not path.is_file():
+            raise StorageError(f"not found: {archive}")
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="berth-archive-") as scratch:
+        local = Path(scratch) / "bundle.berth"
+        local.write_bytes(storage.read_bytes(archive))
+        yield local
+
+
+def is_archive(uri: str | os.PathLike[str]) -> bool:
+    if storage.is_remote(uri):
+        return str(uri).endswith(SUFFIX)
+    return storage.local_path(uri).is_file()
