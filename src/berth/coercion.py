@@ -145,15 +145,23 @@ def _rows(signature: Signature, rows: Any, width: int, problems: _Problems) -> n
             problems.add(f"expected rows of {width} values")
         return {}
     if signature.all_numeric and array.dtype.kind in "biuf":
-        _check_finite(signature, array, problems)
+        _check_matrix(signature, array, problems)
         return array
+    if array.dtype.kind in "US" and not isinstance(rows, np.ndarray):
+        array = np.asarray(rows, dtype=object)  # numpy turned mixed values into strings: keep the originals
     return {spec.name: array[:, i] for i, spec in enumerate(signature.columns)}
 
 
-def _check_finite(signature: Signature, array: np.ndarray, problems: _Problems) -> None:
+def _check_matrix(signature: Signature, array: np.ndarray, problems: _Problems) -> None:
+    """Finiteness and integrality of a numeric matrix, vectorised; per-value work only where a fault is."""
     if array.dtype.kind != "f":
         return
     finite = np.isfinite(array)
+    for col, spec in enumerate(signature.columns):
+        if spec.is_integer:
+            values = array[:, col]
+            for row in np.flatnonzero(finite[:, col] & (np.floor(values) != values)):
+                problems.add(f"expected an integer, got {values[row].item()!r}", row=int(row), field=spec.name)
     if finite.all():
         return
     for row, col in zip(*np.nonzero(~finite), strict=True):
@@ -256,7 +264,7 @@ def _check_numeric(spec: ColumnSpec, array: np.ndarray, problems: _Problems) -> 
         if spec.is_integer:
             fractional = ~nan & (np.floor(array) != array)
             for i in np.flatnonzero(fractional):
-                problems.add(f"expected an integer, got {array[i]!r}", row=int(i), field=spec.name)
+                problems.add(f"expected an integer, got {array[i].item()!r}", row=int(i), field=spec.name)
             if nan.any():
                 return array  # integers with gaps stay float, as pandas and scikit-learn expect
     return array.astype(spec.dtype, copy=False)
