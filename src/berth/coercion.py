@@ -80,13 +80,20 @@ def coerce(signature: Signature, data: Any, *, to: Target = "dataframe", dtype: 
     if isinstance(columns, np.ndarray):  # fast path: a validated numeric matrix
         if to == "ndarray":
             return columns.astype(dtype or _common_dtype(signature), copy=False)
-        frame = pd.DataFrame(columns, columns=signature.names, copy=False)
-        return frame.astype({c.name: c.dtype for c in signature.columns if c.dtype != "float64"})
+        return matrix_to_frame(signature, columns)
     checked = {spec.name: _check_column(spec, columns[spec.name], problems) for spec in signature.columns}
     problems.raise_if_any()
     if to == "ndarray":
         return np.column_stack([checked[n] for n in signature.names]).astype(dtype or _common_dtype(signature))
     return pd.DataFrame(checked, columns=signature.names)
+
+
+def matrix_to_frame(signature: Signature, matrix: np.ndarray) -> pd.DataFrame:
+    """A validated numeric matrix as the DataFrame the model expects (names and per-column dtypes)."""
+    frame = pd.DataFrame(matrix, columns=signature.names, copy=False)
+    casts = {c.name: c.dtype for c in signature.columns
+             if c.dtype != matrix.dtype.name and not (c.is_integer and c.nullable)}  # gaps stay float
+    return frame.astype(casts) if casts else frame
 
 
 def _common_dtype(signature: Signature) -> str:

@@ -90,3 +90,40 @@ class PredictionError(BerthError):
 
     status_code = 500
     code = "prediction_failed"
+
+
+class RequestError(BerthError):
+    """A request to the server is malformed: not JSON, not the shape a protocol expects."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class UnauthorizedError(RequestError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class ModelNotFoundError(RequestError):
+    status_code = 404
+    code = "model_not_found"
+
+
+class PayloadTooLargeError(RequestError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(RequestError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class NotReadyError(BerthError):
+    status_code = 503
+    code = "not_ready"
+
+
+class RequestTimeoutError(BerthError):
+    status_code = 504
+    code = "timeout"

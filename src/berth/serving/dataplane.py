@@ -1,0 +1,122 @@
+"""The transport-free core of a server: which models are served, whether they are ready, and predicting.
+
+Routes (REST today) are thin wrappers around this. Models load in a background thread after start-up, so the
+liveness probe answers at once and readiness turns true only when every model is loaded and warmed up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from berth.errors import BerthError, ModelNotFoundError, NotReadyError, RequestTimeoutError
+from berth.model import LoadedModel, load
+from berth.serving.metrics import Metrics
+from berth.serving.settings import ServeSettings
+from berth.serving.slot import ModelSlot, Prediction, Runner
+
+log = logging.getLogger("berth.serve")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a served model comes from: a URI to load, or a model already loaded (from Python)."""
+
+    uri: str | None = None
+    model: LoadedModel | None = None
+    name: str | None = None
+
+    @classmethod
+    def of(cls, value: str | os.PathLike[str] | LoadedModel | ModelSource) -> ModelSource:
+        if isinstance(value, ModelSource):
+            return value
+        if isinstance(value, LoadedModel):
+            return cls(model=value)
+        return cls(uri=str(value))
+
+    def describe(self) -> str:
+        return self.uri or (self.model.source if self.model else "?")
+
+
+def version_of(model: LoadedModel) -> str:
+    """The served version: the registry's number when there is one, else a short content digest."""
+    registered = model.manifest.metadata.get("registry_version") if model.manifest.metadata else None
+    return str(registered) if registered is not None else model.manifest.content_digest.split(":")[1][:12]
+
+
+class DataPlane:
+    def __init__(self, sources: Sequence[ModelSource], settings: ServeSettings, metrics: Metrics) -> None:
+        self.sources = list(sources)
+        self.settings = settings
+        self.metrics = metrics
+        self.slots: dict[str, ModelSlot] = {}
+        self.problems: dict[str, str] = {}
+        self.loading_done = False
+
+    # ------------------------------------------------------------------ loading
+
+    def load_all(self) -> None:
+        """Load, verify and warm every model (in a worker thread); record why one failed."""
+        for source in self.sources:
+            started = time.perf_counter()
+            try:
+                model = source.model or load(source.uri or "", trust=self.settings.trust)
+                name = source.name or model.name
+                if name in self.slots:
+                    raise BerthError(f"two models are named {name!r}; give each a distinct name")
+                self.slots[name] = ModelSlot.load(name, model, version_of(model), self.settings, self.metrics,
+                                                  started)
+            except Exception as exc:  # any failure is reported by /health/ready, the server stays up
+                message = exc.message if isinstance(exc, BerthError) else f"{type(exc).__name__}: {exc}"
+                self.problems[source.describe()] = message
+                log.error("cannot serve %s: %s", source.describe(), message)
+        self.loading_done = True
+
+    @property
+    def ready(self) -> bool:
+        return self.loading_done and not self.problems and all(s.ready for s in self.slots.values())
+
+    def readiness(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "models": {name: {"ready": slot.ready, "version": slot.runner.version} for name, slot in
+                       self.slots.items()},
+            "problems": self.problems,
+            "loading": not self.loading_done,
+        }
+
+    # ------------------------------------------------------------------ predicting
+
+    def slot(self, name: str | None) -> ModelSlot:
+        if not self.loading_done:
+            raise NotReadyError("models are still loading; retry shortly (see /health/ready)")
+        if name is None:
+            if len(self.slots) == 1:
+                return next(iter(self.slots.values()))
+            raise ModelNotFoundError(
+                f"this server holds {len(self.slots)} models; use /models/NAME/predict with one of: "
+                + ", ".join(sorted(self.slots)))
+        slot = self.slots.get(name)
+        if slot is None:
+            raise ModelNotFoundError(f"no model named {name!r}; served: {', '.join(sorted(self.slots)) or 'none'}",
+                                     [{"loc": ["path", "model"], "msg": f"unknown model {name!r}"}])
+        return slot
+
+    async def predict(self, runner: Runner, data: Any, probabilities: bool = False) -> Prediction:
+        gauge = self.metrics.queue_depth.labels(runner.model.name)
+        gauge.inc()
+        try:
+            return await asyncio.wait_for(runner.predict(data, probabilities), self.settings.timeout_s)
+        except TimeoutError:
+            raise RequestTimeoutError(f"no answer within {self.settings.timeout_s:g} s (--timeout-s)") from None
+        finally:
+            gauge.dec()
+
+    async def close(self) -> None:
+        for slot in self.slots.values():
+            await slot.runner.close()

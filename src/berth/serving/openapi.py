@@ -1,0 +1,89 @@
+"""OpenAPI request and response schemas typed from each model's signature, with examples from its sample.
+
+So ``/docs`` shows the real feature names and types, and its "Try it out" sends a prediction that works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from berth.signature import ColumnSpec, Signature
+
+JSON_TYPES = {"bool": {"type": "boolean"}, "string": {"type": "string"},
+              "datetime": {"type": "string", "format": "date-time"}}
+
+
+def column_schema(column: ColumnSpec) -> dict[str, Any]:
+    if column.dtype in JSON_TYPES:
+        schema = dict(JSON_TYPES[column.dtype])
+    else:
+        schema = {"type": "integer" if column.is_integer else "number"}
+    return {**schema, "nullable": True} if column.nullable else schema
+
+
+def row_schemas(signature: Signature) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(a row as a list of values, a row as a record) for table models; a single value for column models."""
+    if signature.layout == "tensor":
+        any_array = {"type": "array", "items": {}}
+        return any_array, any_array
+    columns = signature.columns
+    as_list = {"type": "array", "minItems": len(columns), "maxItems": len(columns),
+               "items": {"oneOf": [column_schema(c) for c in columns]} if len(columns) > 1 else column_schema(
+                   columns[0]),
+               "description": "values in this order: " + ", ".join(signature.names)}
+    as_record = {"type": "object", "required": signature.names, "additionalProperties": False,
+                 "properties": {c.name: column_schema(c) for c in columns}}
+    return as_list, as_record
+
+
+def simple_request(signature: Signature) -> dict[str, Any]:
+    as_list, as_record = row_schemas(signature)
+    example = signature.example
+    first = example[0] if example else None
+    schema = {
+        "type": "object",
+        "properties": {
+            "features": {"oneOf": [as_list, as_record], "description": "one row"},
+            "instances": {"type": "array", "items": {"oneOf": [as_list, as_record]}, "minItems": 1},
+            "inputs": {"type": "object", "description": "columns by name",
+                       "properties": {c.name: {"type": "array", "items": column_schema(c)}
+                                      for c in signature.columns}},
+            "probabilities": {"type": "boolean", "default": False},
+        },
+    }
+    examples = {"instances": {"summary": "records", "value": {"instances": example}}}
+    if isinstance(first, dict):
+        examples["features"] = {"summary": "one row", "value": {"features": list(first.values())}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema,
+                                                                                "examples": examples}}}}
+
+
+def simple_response(signature: Signature) -> dict[str, Any]:
+    out = signature.outputs
+    item: dict[str, Any] = {"type": "number"} if out.dtype.startswith(("float", "int", "uint")) else {}
+    return {"type": "object", "properties": {
+        "predictions": {"type": "array", "items": item},
+        "model": {"type": "string"}, "version": {"type": "string"},
+        "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "classes": {"type": "array", "items": {}, "example": out.classes},
+    }}
+
+
+def mlflow_request(signature: Signature) -> dict[str, Any]:
+    as_list, as_record = row_schemas(signature)
+    split = {"type": "object", "properties": {"columns": {"type": "array", "items": {"type": "string"}},
+                                              "data": {"type": "array", "items": as_list}}}
+    example_rows = [list(r.values()) for r in signature.example if isinstance(r, dict)]
+    schema = {"type": "object", "properties": {
+        "dataframe_split": split,
+        "dataframe_records": {"type": "array", "items": as_record},
+        "instances": {"type": "array", "items": {"oneOf": [as_list, as_record]}},
+        "inputs": {},
+        "params": {"type": "object"},
+    }}
+    examples = {"dataframe_split": {"value": {"dataframe_split": {"columns": signature.names, "data": example_rows}}},
+                "dataframe_records": {"value": {"dataframe_records": signature.example}}}
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": schema, "examples": examples},
+        "text/csv": {"schema": {"type": "string"}},
+    }}}

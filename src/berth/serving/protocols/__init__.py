@@ -1,0 +1,1 @@
+"""Request/response codecs bound to routes: ``simple`` (/predict), ``mlflow`` (/invocations), ``v2`` (OIP)."""

@@ -1,0 +1,50 @@
+"""Server settings: typed, read from ``BERTH_*`` environment variables, overridden by CLI options.
+
+Every field is documented in ``docs/serving.md``; a test checks that each one is.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+def default_workers() -> int:
+    """One worker process per core, at most 4: batching makes each worker efficient, and more processes than
+    cores only add contention (scikit-learn predict holds the GIL)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BERTH_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+    workers: int = Field(default_factory=default_workers, ge=1, le=64,
+                         description="Worker processes, each with its own copy of every model.")
+    batching: bool = Field(True, description="Coalesce concurrent requests for a model into one predict call.")
+    max_batch_size: int = Field(64, ge=1, le=100_000, description="Most rows in one batched predict call.")
+    max_batch_delay_ms: float = Field(2.0, ge=0, le=10_000,
+                                      description="Longest wait for more requests while others are arriving.")
+    timeout_s: float = Field(30.0, gt=0, description="A request still unanswered after this gets 504.")
+    max_body_mb: float = Field(10.0, gt=0, description="Largest request body accepted; larger gets 413.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Bearer keys for prediction routes (comma-separated in BERTH_API_KEYS).")
+    auth_all: bool = Field(False, description="Also require a key for health, metrics and docs routes.")
+    trust: bool = Field(False, description="Allow pickle-based payloads (they run code when loaded).")
+    graceful_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may take.")
+    log_level: str = Field("info", description="uvicorn log level: critical, error, warning, info, debug.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)

@@ -1,0 +1,127 @@
+"""What a server holds for one served model: a slot pointing at the runner of the version being served.
+
+A :class:`Runner` is one loaded version with its own batcher and thread. Requests are validated on the event
+loop (cheap, vectorised), batched, and predicted in the runner's thread. All-numeric tables travel as plain
+matrices, stacked with one ``np.concatenate`` per batch and turned into the model's DataFrame once per batch.
+A slot swaps runners atomically; requests already submitted finish on the runner they started on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from berth.coercion import coerce, matrix_to_frame
+from berth.model import LoadedModel
+from berth.serving.batching import Batcher
+from berth.serving.metrics import Metrics
+from berth.serving.settings import ServeSettings
+
+
+@dataclass
+class Prediction:
+    predictions: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+@dataclass
+class _Part:
+    inputs: Any
+    rows: int
+    probabilities: bool
+
+
+class Runner:
+    def __init__(self, model: LoadedModel, version: str, settings: ServeSettings, metrics: Metrics) -> None:
+        self.model = model
+        self.version = version
+        self.signature = model.signature
+        self.metrics = metrics
+        predictor = model.predictor
+        self.as_matrix = self.signature.layout == "table" and self.signature.all_numeric
+        self.wire_dtype = predictor.input_dtype if predictor.input_target == "ndarray" else None
+        self.batching = settings.batching
+        self.batcher: Batcher[_Part, Prediction] = Batcher(
+            self._run_batch, max_batch_size=settings.max_batch_size,
+            max_delay_s=settings.max_batch_delay_ms / 1000, name=model.name,
+            on_batch=lambda rows: metrics.batch_size.labels(model.name).observe(rows),
+        )
+
+    def prepare(self, data: Any, probabilities: bool) -> _Part:
+        """Validate on the caller's side: a SignatureError here never reaches the model's thread."""
+        if self.as_matrix:
+            inputs = coerce(self.signature, data, to="ndarray", dtype=self.wire_dtype)
+        else:
+            inputs = self.model.prepare(data)
+        return _Part(inputs, len(inputs), probabilities)
+
+    async def predict(self, data: Any, probabilities: bool = False) -> Prediction:
+        if not self.batching:
+            return await self.batcher.run_alone(self.prepare(data, probabilities))
+        self.batcher.announce()
+        try:
+            part = self.prepare(data, probabilities)
+        except BaseException:
+            self.batcher.withdraw()
+            raise
+        return await self.batcher.submit(part, part.rows, announced=True)
+
+    def _stack(self, parts: Sequence[_Part]) -> Any:
+        if len(parts) == 1:
+            stacked = parts[0].inputs
+        elif isinstance(parts[0].inputs, pd.DataFrame):
+            stacked = pd.concat([p.inputs for p in parts], ignore_index=True)
+        else:
+            stacked = np.concatenate([p.inputs for p in parts])
+        if self.as_matrix and self.model.predictor.input_target == "dataframe":
+            return matrix_to_frame(self.signature, stacked)
+        return stacked
+
+    def _run_batch(self, parts: Sequence[_Part]) -> list[Prediction]:
+        inputs = self._stack(parts)
+        predictions = np.asarray(self.model.predict_prepared(inputs))
+        probabilities = None
+        if any(p.probabilities for p in parts) and self.model.has_proba:
+            probabilities = np.asarray(self.model.predict_proba_prepared(inputs))
+        results, start = [], 0
+        for part in parts:
+            end = start + part.rows
+            results.append(Prediction(predictions[start:end],
+                                      probabilities[start:end] if probabilities is not None else None))
+            start = end
+        return results
+
+    def warm_up(self) -> None:
+        """One prediction on the signature's example, so the first request does not pay for lazy setup."""
+        example = self.signature.example
+        if example:
+            part = self.prepare(example, self.model.has_proba)
+            self._run_batch([part])
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+
+class ModelSlot:
+    def __init__(self, name: str, runner: Runner, load_seconds: float) -> None:
+        self.name = name
+        self.runner = runner
+        self.load_seconds = load_seconds
+        self.ready = False
+        self.problem: str | None = None
+
+    @classmethod
+    def load(cls, name: str, model: LoadedModel, version: str, settings: ServeSettings, metrics: Metrics,
+             started: float) -> ModelSlot:
+        runner = Runner(model, version, settings, metrics)
+        runner.warm_up()
+        seconds = time.perf_counter() - started
+        metrics.model_load_seconds.labels(name, version).set(seconds)
+        slot = cls(name, runner, seconds)
+        slot.ready = True
+        return slot
