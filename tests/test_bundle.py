@@ -76,7 +76,7 @@ def test_manifest_records_what_the_issue_names(iris_bundle: Path) -> None:
     assert manifest["reference"]["fingerprint"].startswith("sha256:")
     assert manifest["signature"]["outputs"] == {"kind": "classification", "dtype": "int64", "shape": [-1],
                                                 "classes": [0, 1, 2], "probabilities": True}
-    assert [c["name"] for c in manifest["signature"]["columns"]][0] == "sepal length (cm)"
+    assert manifest["signature"]["columns"][0]["name"] == "sepal length (cm)"
     assert len(manifest["signature"]["example"]) == 3
 
 

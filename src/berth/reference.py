@@ -25,7 +25,7 @@ OTHER = "__other__"
 def numeric_stats(values: pd.Series) -> dict[str, Any]:
     array = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     present = array[np.isfinite(array)]
-    stats: dict[str, Any] = {"type": "numeric", "count": int(len(array)), "missing": int(len(array) - len(present))}
+    stats: dict[str, Any] = {"type": "numeric", "count": len(array), "missing": int(len(array) - len(present))}
     if len(present) == 0:
         return stats
     counts, edges = np.histogram(present, bins=HISTOGRAM_BINS)
@@ -46,9 +46,9 @@ def categorical_stats(values: pd.Series) -> dict[str, Any]:
     top = frequencies.iloc[:MAX_CATEGORIES]
     stats: dict[str, Any] = {
         "type": "categorical",
-        "count": int(len(values)),
+        "count": len(values),
         "missing": int(len(values) - len(present)),
-        "unique": int(len(frequencies)),
+        "unique": len(frequencies),
         "frequencies": {str(k): int(v) for k, v in top.items()},
     }
     rest = int(frequencies.iloc[MAX_CATEGORIES:].sum())
@@ -69,7 +69,7 @@ def reference_stats(reference: Any) -> dict[str, Any]:
     else:
         frame = sample_to_frame(reference)
     return {
-        "rows": int(len(frame)),
+        "rows": len(frame),
         "fingerprint": fingerprint(frame),
         "features": {str(name): feature_stats(frame[name]) for name in frame.columns},
     }

@@ -71,7 +71,7 @@ class ApiKeyMiddleware:
         self.protect_all = protect_all
 
     def _protected(self, path: str) -> bool:
-        return self.protect_all or not path.startswith(OPEN_PREFIXES) and path != "/v2"
+        return self.protect_all or (not path.startswith(OPEN_PREFIXES) and path != "/v2")
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:

@@ -6,10 +6,10 @@ Every field is documented in ``docs/serving.md``; a test checks that each one is
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 def default_workers() -> int:
