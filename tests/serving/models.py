@@ -1,0 +1,27 @@
+"""Small real models with behaviours the serving tests need (slow, failing)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+
+class SlowModel:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def predict(self, data: Any) -> np.ndarray:
+        time.sleep(self.seconds)
+        return np.zeros(len(data))
+
+
+class FailsOnNegative:
+    """Raises inside predict when a row's first value is negative: a model error, not an input error."""
+
+    def predict(self, data: Any) -> np.ndarray:
+        array = np.asarray(data, dtype=float)
+        if (array[:, 0] < 0).any():
+            raise ValueError("negative input breaks this model")
+        return array[:, 0] * 2
