@@ -28,7 +28,7 @@ def test_model_metadata(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("inputs", [
-    [{"name": "input-0", "shape": [3, 4], "datatype": "FP64", "data": sum(ROWS, [])}],
+    [{"name": "input-0", "shape": [3, 4], "datatype": "FP64", "data": [v for row in ROWS for v in row]}],
     [{"name": "input-0", "shape": [3, 4], "datatype": "FP32", "data": ROWS}],
     [{"name": n, "shape": [3, 1], "datatype": "FP64", "data": [r[i] for r in ROWS]} for i, n in enumerate(NAMES)],
 ], ids=["flat", "nested-fp32", "per-column"])
