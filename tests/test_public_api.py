@@ -7,7 +7,7 @@ import berth
 PUBLIC = {
     "BerthError", "BerthWarning", "BundleError", "EnvironmentMismatchError", "FlavorError", "IntegrityError",
     "LoadedModel", "Manifest", "PredictionError", "Signature", "SignatureError", "StorageError", "TrustError",
-    "UsageError", "__version__", "import_model", "inspect", "load", "pack", "save", "unpack", "verify",
+    "UsageError", "__version__", "import_model", "inspect", "load", "pack", "save", "serve", "unpack", "verify",
 }
 
 

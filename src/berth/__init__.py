@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from berth.manifest import Manifest
     from berth.model import LoadedModel, inspect, load, verify
     from berth.packing import pack, unpack
+    from berth.serving import serve
     from berth.signature import Signature
 
 __version__ = "0.1.0"
@@ -44,6 +45,7 @@ _LAZY = {
     "unpack": "berth.packing",
     "Manifest": "berth.manifest",
     "Signature": "berth.signature",
+    "serve": "berth.serving",
 }
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "load",
     "pack",
     "save",
+    "serve",
     "unpack",
     "verify",
 ]
