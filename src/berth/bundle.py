@@ -93,12 +93,12 @@ def save(
 
 def build_signature(model: Any, predictor: Predictor, sample: Any, options: dict[str, Any]) -> Signature:
     placeholder = OutputSpec("tensor", "unknown")
+    input_spec = options.pop("input_spec", None)  # a flavor's fallback, e.g. an ONNX graph's declared input
     if sample is not None:
         layout, columns, tensor, example = infer_input(sample)
         signature = Signature(layout, placeholder, columns, tensor, example)
-    elif options.get("input_spec"):
-        signature = Signature.from_dict({**options.pop("input_spec"), "outputs": {"kind": "tensor",
-                                                                                  "dtype": "unknown"}})
+    elif input_spec:
+        signature = Signature.from_dict({**input_spec, "outputs": {"kind": "tensor", "dtype": "unknown"}})
     else:
         signature = Signature("table", placeholder, columns_from_model(model))
     probe = sample if sample is not None else [[0] * len(signature.columns)] if signature.columns else None
