@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,12 @@ def test_converted_classifier_round_trip(tmp_path: Path, iris: Iris, classifier:
 
     assert (manifest.flavor, manifest.format) == ("onnx", "onnx")
     assert [f.path for f in manifest.files] == ["model.onnx"]
-    assert {"onnx", "onnxruntime", "skl2onnx", "numpy"} <= set(manifest.libraries)
+    assert {"onnx", "onnxruntime", "numpy"} <= set(manifest.libraries)
+    assert not {"skl2onnx", "scikit-learn"} & set(manifest.libraries)  # the converter is not needed to load
+    converted_from = manifest.flavor_options["converted_from"]
+    assert converted_from == {"skl2onnx": metadata.version("skl2onnx"),
+                              "scikit-learn": metadata.version("scikit-learn"),
+                              "estimator": "sklearn.pipeline.Pipeline"}
     assert manifest.flavor_options["classes"] == ["setosa", "versicolor", "virginica"]
     assert manifest.signature is not None and manifest.signature.outputs.probabilities
 
@@ -102,6 +108,7 @@ def test_plain_model_proto_without_sample_reads_the_graph(tmp_path: Path) -> Non
     assert (manifest.flavor, manifest.format) == ("onnx", "onnx")
     assert "skl2onnx" not in manifest.libraries
     assert "input_spec" not in manifest.flavor_options
+    assert "converted_from" not in manifest.flavor_options
     signature = manifest.signature
     assert signature is not None and signature.layout == "table"
     assert signature.names == ["x0", "x1", "x2"]

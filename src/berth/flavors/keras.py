@@ -25,7 +25,7 @@ import numpy as np
 
 from berth.errors import FlavorError
 from berth.flavors.base import Flavor, Predictor, SavedPayload, class_path
-from berth.flavors.torch import (
+from berth.flavors.network import (
     COMMON_OPTIONS,
     NetworkPredictor,
     check_options,

@@ -5,7 +5,9 @@
 skl2onnx: one float32 input of shape ``[None, n_features]``; classifiers without ZipMap, so probabilities come
 out as a tensor. The converted model is checked against the original on the sample before anything is
 written (labels equal, probabilities within 1e-4, regression values within float32 rounding); a mismatch
-raises :class:`~berth.errors.FlavorError`.
+raises :class:`~berth.errors.FlavorError`. The bundle's libraries are only what loading needs (onnx,
+onnxruntime, numpy); the converter is recorded in the flavor options as ``converted_from`` (the skl2onnx and
+scikit-learn versions, and the estimator's class), for provenance, not checked on load.
 
 Options (keywords of ``berth.save``): ``target_opset=`` for the conversion; for a plain ModelProto,
 ``output=`` (the output ``predict`` returns, by default the first), ``proba_output=`` (an output holding class
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from berth import environment
 from berth.errors import FlavorError
 from berth.flavors.base import Flavor, Predictor, SavedPayload, class_path, module_roots
 from berth.signature import json_ready, sample_to_frame
@@ -32,6 +35,7 @@ PROBA_ATOL = 1e-4
 REGRESSION_RTOL = 1e-4  # float32 keeps about 7 significant digits; sums of many terms lose a few
 PLAIN_OPTIONS = frozenset({"output", "proba_output", "classes"})
 CONVERT_OPTIONS = frozenset({"target_opset"})
+CONVERTER_LIBRARIES = ("skl2onnx", "scikit-learn")  # recorded as provenance, not needed to load
 ORT_DTYPES = {
     "tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
     "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int16)": "int16", "tensor(int8)": "int8",
@@ -103,11 +107,13 @@ class OnnxFlavor(Flavor):
 
     def save(self, model: Any, directory: Path, *, format: str, sample: Any,
              options: dict[str, Any]) -> SavedPayload:
-        libraries = ["onnx", "onnxruntime", "numpy"]
+        libraries = ["onnx", "onnxruntime", "numpy"]  # what loading needs; a converter is provenance
+        converted_from: dict[str, str] | None = None
         if is_sklearn(model):
             check_options(options, CONVERT_OPTIONS)
             data, saved, session = convert(model, sample, options.get("target_opset"))
-            libraries.append("skl2onnx")
+            converted_from = {**environment.capture(list(CONVERTER_LIBRARIES)),
+                              "estimator": class_path(model)[0]}
         elif self.handles(model):
             check_options(options, PLAIN_OPTIONS)
             try:
@@ -121,6 +127,8 @@ class OnnxFlavor(Flavor):
                               f"{type(model).__qualname__}")
         (directory / PAYLOAD).write_bytes(data)
         predictor = OnnxPredictor(session, **saved)
+        if converted_from is not None:
+            saved = {**saved, "converted_from": converted_from}
         if sample is None:
             spec = input_spec(session)
             if spec is not None:
