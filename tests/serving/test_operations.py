@@ -82,3 +82,17 @@ def test_several_models(iris_bundle: Path, tmp_path: Path, iris_model: RandomFor
         response = client.post("/predict", json={"features": ROW})
         assert response.status_code == 404 and "iris, other" in response.json()["error"]["message"]
         assert client.post("/models/nope/predict", json={"features": ROW}).status_code == 404
+
+
+def test_a_tutorial_joblib_file_is_served_with_trust(tmp_path: Path, iris_model: RandomForestClassifier) -> None:
+    import joblib
+
+    joblib.dump(iris_model, tmp_path / "iris_model.joblib")
+    with make_client([str(tmp_path / "iris_model.joblib")]) as client:
+        response = client.get("/health/ready")
+        assert response.status_code == 503 and "runs code" in str(response.json()["problems"])
+    with make_client([str(tmp_path / "iris_model.joblib")], trust=True) as client:
+        response = client.post("/predict", json={"features": ROW})
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"] == expected(iris_model, [ROW])
+        assert response.json()["model"] == "iris_model"

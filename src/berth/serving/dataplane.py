@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from berth.errors import BerthError, ModelNotFoundError, NotReadyError, RequestTimeoutError
@@ -43,6 +45,27 @@ class ModelSource:
         return self.uri or (self.model.source if self.model else "?")
 
 
+def is_plain_model_file(uri: str) -> bool:
+    """A file made the tutorial way (``joblib.dump``, ``pickle.dump``, an ONNX file), not a bundle."""
+    from berth.importer import COMPRESSIONS, SUFFIXES
+
+    name = uri.lower()
+    name = name.removesuffix(next((c for c in COMPRESSIONS if name.endswith(c)), ""))
+    return name.endswith(tuple(SUFFIXES))
+
+
+def load_source(uri: str, *, trust: bool) -> LoadedModel:
+    """Load a bundle, or import a plain model file into a temporary bundle first (pickle needs ``trust``)."""
+    if not is_plain_model_file(uri):
+        return load(uri, trust=trust)
+    from berth.importer import import_model
+
+    with tempfile.TemporaryDirectory(prefix="berth-import-") as scratch:
+        bundle = Path(scratch) / Path(uri).stem
+        import_model(uri, bundle, trust=trust)
+        return load(bundle)
+
+
 def version_of(model: LoadedModel) -> str:
     """The served version: the registry's number when there is one, else a short content digest."""
     registered = model.manifest.metadata.get("registry_version") if model.manifest.metadata else None
@@ -65,7 +88,7 @@ class DataPlane:
         for source in self.sources:
             started = time.perf_counter()
             try:
-                model = source.model or load(source.uri or "", trust=self.settings.trust)
+                model = source.model or load_source(source.uri or "", trust=self.settings.trust)
                 name = source.name or model.name
                 if name in self.slots:
                     raise BerthError(f"two models are named {name!r}; give each a distinct name")

@@ -54,21 +54,28 @@ def bind_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def serve_in_process(sources: Sequence[Any], settings: ServeSettings, sock: socket.socket | None = None) -> None:
-    """Run one server in this process until SIGTERM/SIGINT; returns after a graceful drain."""
+def serve_in_process(sources: Sequence[Any], settings: ServeSettings, sock: socket.socket | None = None, *,
+                     preload: bool = False) -> None:
+    """Run one server in this process until SIGTERM/SIGINT; returns after a graceful drain.
+
+    Alone, the server listens at once and loads its models in the background (the liveness probe answers while
+    they load). As one of several workers (``preload``) it loads first and listens after, so the kernel never
+    hands a connection to a worker that is not ready while its siblings are.
+    """
     import uvicorn
 
     from berth.serving.app import create_app
 
     configure_logging(settings.log_level)
-    app = create_app(sources, settings)
+    app = create_app(sources, settings, load_in_background=not preload)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False,
                             server_header=False, loop="auto", http="auto", lifespan="on")
     server = uvicorn.Server(config)
     if sock is None:
         sock = bind_socket(settings.host, settings.port, reuse_port=False)
-    sock.listen(2048)
+    if not preload:
+        sock.listen(2048)  # else asyncio starts listening once the lifespan (loading) has finished
     host, port = sock.getsockname()[:2]
     log.info("listening on http://%s:%s", host, port)
     server.run(sockets=[sock])
@@ -79,7 +86,7 @@ def worker_main() -> None:
     job = json.loads(sys.stdin.read())
     settings = ServeSettings.model_validate(job["settings"])
     sock = bind_socket(settings.host, job["port"], reuse_port=True)
-    serve_in_process(job["sources"], settings, sock)
+    serve_in_process(job["sources"], settings, sock, preload=True)
 
 
 def _start_worker(sources: list[str], settings: ServeSettings, port: int) -> subprocess.Popen[bytes]:
