@@ -46,28 +46,32 @@ def median_seconds(action: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
+def measure_format(model: RandomForestClassifier, X: Any, format: str, options: dict[str, Any], trust: bool,
+                   path: Path, runs: int) -> list[dict[str, Any]]:
+    row = X.head(1)
+    save = median_seconds(lambda: berth.save(model, path, sample=X.head(20), format=format, overwrite=True,
+                                             **options), max(3, runs // 3))
+    manifest = berth.inspect(path)
+    load = median_seconds(lambda: berth.load(path, trust=trust), runs)
+    loaded = berth.load(path, trust=trust)
+    predict = median_seconds(lambda: loaded.predict(row), runs * 5)
+    rows = [{"format": format, "bytes": manifest.size, "save_s": save, "load_s": load, "predict_s": predict}]
+    if format == "joblib":
+        payload = path / manifest.files[0].path
+        rows.append({"format": "joblib.load (raw file, no verification; baseline)",
+                     "bytes": payload.stat().st_size, "save_s": None,
+                     "load_s": median_seconds(lambda: joblib.load(payload), runs),
+                     "predict_s": median_seconds(lambda: model.predict(row), runs * 5)})
+    return rows
+
+
 def measure(trees: int, runs: int) -> list[dict[str, Any]]:
     X, y = load_iris(return_X_y=True, as_frame=True)
     model = RandomForestClassifier(n_estimators=trees, random_state=0).fit(X, y)
-    row = X.head(1)
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
         for format, options, trust in FORMATS:
-            path = Path(scratch) / format
-            save = median_seconds(lambda: berth.save(model, path, sample=X.head(20), format=format,
-                                                     overwrite=True, **options), max(3, runs // 3))
-            manifest = berth.inspect(path)
-            load = median_seconds(lambda: berth.load(path, trust=trust), runs)
-            loaded = berth.load(path, trust=trust)
-            predict = median_seconds(lambda: loaded.predict(row), runs * 5)
-            rows.append({"format": format, "bytes": manifest.size, "save_s": save, "load_s": load,
-                         "predict_s": predict})
-            if format == "joblib":
-                payload = path / manifest.files[0].path
-                rows.append({"format": "joblib.load (raw file, no verification; baseline)",
-                             "bytes": payload.stat().st_size, "save_s": None,
-                             "load_s": median_seconds(lambda: joblib.load(payload), runs),
-                             "predict_s": median_seconds(lambda: model.predict(row), runs * 5)})
+            rows += measure_format(model, X, format, options, trust, Path(scratch) / format, runs)
     return rows
 
 
