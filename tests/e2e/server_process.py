@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 BERTH = Path(sys.executable).parent / "berth"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -26,8 +27,11 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [str(BERTH), "serve", *args, "--host", "127.0.0.1", "--port", str(self.port)]
+        # the repository root on the path, so bundles of test-only model classes (tests.serving.models) load
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        env={**os.environ, **(env or {})}, start_new_session=True)
+                                        env={**os.environ, "PYTHONPATH": path, **(env or {})},
+                                        start_new_session=True)
 
     def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -35,10 +39,14 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.output()}")
             try:
-                if httpx.get(self.url + "/health/ready", timeout=2).status_code == 200:
-                    return
+                response = httpx.get(self.url + "/health/ready", timeout=2)
             except httpx.TransportError:
-                pass
+                response = None
+            if response is not None and response.status_code == 200:
+                return
+            if response is not None and response.json().get("problems"):
+                self.stop()
+                raise RuntimeError(f"server cannot serve: {response.json()['problems']}\n{self.output()}")
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"server not ready within {timeout} s:\n{self.output()}")

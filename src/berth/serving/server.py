@@ -78,6 +78,9 @@ def serve_in_process(sources: Sequence[Any], settings: ServeSettings, sock: sock
         sock.listen(2048)  # else asyncio starts listening once the lifespan (loading) has finished
     host, port = sock.getsockname()[:2]
     log.info("listening on http://%s:%s", host, port)
+    # uvicorn drains on SIGTERM, then raises the signal again to the handler it found installed: a no-op
+    # here, so that a drained server exits 0 (as orchestrators expect) instead of dying by the signal
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server.run(sockets=[sock])
 
 

@@ -1,0 +1,259 @@
+"""The ``berth`` command line: one small function per command, each delegating to the library.
+
+Nothing heavy is imported at module level, so ``berth --help`` stays fast: each command imports what it uses.
+A :class:`~berth.errors.BerthError` prints as ``error: <message>`` plus its details, with no traceback, and
+exits with the error's exit code (1 for a failure, 2 for a usage error); typer's own usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+import warnings
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from berth.errors import BerthError, BerthWarning
+
+
+class BerthGroup(TyperGroup):
+    """Turns berth's errors into a message and an exit code, for ``main()`` and test runners alike."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BerthError as exc:
+            report_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise
+            report(str(exc))
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=BerthGroup,
+    name="berth",
+    help="Save, inspect, import, pack, score and serve trained models as verified bundles.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Uri = Annotated[str, typer.Argument(help="A bundle directory, a packed .berth file, or a URL (s3://...).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace what is already at the output.")]
+Trust = Annotated[bool, typer.Option("--trust", help="Allow payloads that run code when loaded (pickle, "
+                                                     "joblib); only for sources you trust.")]
+TrustedTypes = Annotated[list[str] | None, typer.Option(
+    "--trusted-type", metavar="TYPE", help="A type a skops payload may construct (repeatable).")]
+AllowMismatch = Annotated[bool, typer.Option(
+    "--allow-version-mismatch", help="Load even if Python or a library differs by a major version.")]
+
+
+@app.command("inspect")
+def inspect_command(
+    uri: Uri,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show what a bundle holds: flavor, environment, signature, files, metrics and lineage."""
+    from berth.model import inspect
+
+    manifest = inspect(uri)
+    if as_json:
+        sys.stdout.write(manifest.to_json())
+        return
+    from berth.cli_render import render_manifest, stdout_console
+
+    stdout_console().print(render_manifest(manifest))
+
+
+@app.command("verify")
+def verify_command(uri: Uri) -> None:
+    """Check every file of a bundle against the sha256 in its manifest."""
+    from berth.model import verify
+
+    manifest = verify(uri)
+    typer.echo(f"OK {uri}: {files(len(manifest.files))} match, {manifest.content_digest}")
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[str, typer.Argument(help="A model file: .joblib, .pkl, .pickle, .sav or .onnx.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="The bundle directory to write.")],
+    trust: Annotated[bool, typer.Option("--trust", help="Read a pickle or joblib file, which runs code "
+                                                        "stored in it; only for files you trust.")] = False,
+    sample: Annotated[str | None, typer.Option(
+        "--sample", help="A CSV, Parquet or JSON Lines file of input rows, for the signature.")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="The model's name (default: the output's).")] = None,
+    format: Annotated[str | None, typer.Option(
+        "--format", help="The payload format (default: the flavor's safe one: skops for scikit-learn).",
+    )] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Turn a model file saved with joblib, pickle or ONNX into a bundle."""
+    from berth.importer import import_model
+
+    manifest = import_model(file, output, trust=trust, sample=sample, name=name, format=format,
+                            overwrite=overwrite)
+    typer.echo(f"imported {file} as bundle {output!s}: {manifest.flavor} ({manifest.format}), "
+               f"{files(len(manifest.files))}, {manifest.content_digest}")
+
+
+@app.command("predict")
+def predict_command(
+    uri: Uri,
+    input: Annotated[str, typer.Option("--input", "-i", help="Rows to score: .csv, .parquet or .jsonl.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write: .csv, .parquet or .jsonl.")],
+    id_column: Annotated[str | None, typer.Option(
+        "--id-column", help="An input column to write beside each prediction (default: row number).")] = None,
+    probabilities: Annotated[bool, typer.Option(
+        "--probabilities", help="Also write the probability of each class, as proba_<class>.")] = False,
+    chunk_size: Annotated[int, typer.Option(
+        "--chunk-size", min=1, help="Rows read and scored at once.")] = 10_000,
+    trust: Trust = False,
+    trusted_type: TrustedTypes = None,
+    allow_version_mismatch: AllowMismatch = False,
+) -> None:
+    """Score a file of rows, chunk by chunk, and write the predictions to another file."""
+    from berth.batch import check_paths, predict_file
+    from berth.cli_render import progress_reporter
+    from berth.model import load
+
+    check_paths(input, output)  # before the slow part: loading the model
+    model = load(uri, trust=trust, trusted_types=trusted_type or [],
+                 allow_version_mismatch=allow_version_mismatch)
+    with progress_reporter(enabled=sys.stderr.isatty()) as progress:
+        result = predict_file(model, input, output, id_column=id_column, probabilities=probabilities,
+                              chunk_size=chunk_size, progress=progress)
+    typer.echo(f"wrote {result.rows} predictions to {result.output}", err=True)
+
+
+@app.command("pack")
+def pack_command(
+    bundle: Annotated[str, typer.Argument(help="The bundle directory (or URL) to pack.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="The archive to write, NAME.berth.")],
+    overwrite: Overwrite = False,
+) -> None:
+    """Pack a verified bundle into one .berth file for transport."""
+    from berth.packing import pack
+
+    manifest = pack(bundle, output, overwrite=overwrite)
+    typer.echo(f"packed {manifest.name} ({files(len(manifest.files))}) into {output}")
+
+
+@app.command("unpack")
+def unpack_command(
+    archive: Annotated[str, typer.Argument(help="The .berth file (or URL) to unpack.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="The bundle directory to write.")],
+    overwrite: Overwrite = False,
+) -> None:
+    """Unpack a .berth file into a bundle directory, verifying every file."""
+    from berth.packing import unpack
+
+    manifest = unpack(archive, output, overwrite=overwrite)
+    typer.echo(f"unpacked {manifest.name} ({files(len(manifest.files))}) into {output}")
+
+
+@app.command("serve")
+def serve_command(
+    uris: Annotated[list[str], typer.Argument(
+        help="Bundles to serve: directories, .berth files, URLs, or plain .joblib/.pkl files (with --trust).")],
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default cores, at most 4).")] = None,
+    trust: Trust = False,
+    max_batch_size: Annotated[int | None, typer.Option(help="Most rows per batched predict (default 64).")] = None,
+    max_batch_delay_ms: Annotated[float | None, typer.Option(
+        help="Longest wait for more requests while others arrive (default 2).")] = None,
+    no_batching: Annotated[bool, typer.Option("--no-batching", help="Predict each request on its own.")] = False,
+    timeout_s: Annotated[float | None, typer.Option(help="Answer 504 after this many seconds (default 30).")] = None,
+    max_body_mb: Annotated[float | None, typer.Option(help="Largest request body (default 10).")] = None,
+    api_key: Annotated[list[str] | None, typer.Option(
+        "--api-key", help="Require Authorization: Bearer KEY on prediction routes (repeatable).")] = None,
+    log_level: Annotated[str | None, typer.Option(help="critical, error, warning, info, debug.")] = None,
+) -> None:
+    """Serve models over HTTP: /predict, MLflow /invocations, Open Inference Protocol /v2, /metrics, /docs.
+
+    Every option also reads BERTH_<NAME> from the environment (see docs/serving.md).
+    """
+    from pydantic import ValidationError
+
+    from berth.errors import UsageError
+    from berth.serving.server import run
+    from berth.serving.settings import ServeSettings
+
+    given = {"host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
+             "max_batch_delay_ms": max_batch_delay_ms, "timeout_s": timeout_s, "max_body_mb": max_body_mb,
+             "api_keys": api_key or None, "log_level": log_level, "trust": trust or None,
+             "batching": False if no_batching else None}
+    try:
+        settings = ServeSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise UsageError("invalid server settings: " + "; ".join(problems)) from None
+    run(uris, settings)
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print the versions of berth and Python."""
+    import platform
+
+    from berth import __version__
+
+    typer.echo(f"berth {__version__} (Python {platform.python_version()})")
+
+
+def report_error(exc: BerthError) -> None:
+    report(exc.message, [describe(detail) for detail in exc.details])
+
+
+def describe(detail: dict[str, Any]) -> str:
+    """One detail of an error: ``row 7 / petal width: expected a number, got string 'abc'``."""
+    where = " / ".join(f"row {p}" if isinstance(p, int) else str(p) for p in detail.get("loc", []))
+    return f"{where}: {detail.get('msg', '')}" if where else str(detail.get("msg", ""))
+
+
+def files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def report(message: str, details: list[str] | None = None, *, level: str = "error") -> None:
+    """Print ``error: message`` (red on a terminal) and each detail indented, to stderr."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    style = "bold red" if level == "error" else "bold yellow"
+    console.print(Text.assemble((f"{level}: ", style), (message, style.removeprefix("bold "))))
+    for detail in details or []:
+        console.print(Text(f"  {detail}"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: run the app; exit 0, 1 on failure, 2 on a usage error, 130 when interrupted."""
+    command = typer.main.get_command(app)
+    with warnings.catch_warnings():
+        show_other = warnings.showwarning
+
+        def show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, BerthWarning):
+                report(str(message), level="warning")
+            else:
+                show_other(message, category, *args, **kwargs)
+
+        warnings.showwarning = show_warning
+        try:
+            command.main(args=argv, prog_name="berth")
+        except BerthError as exc:  # raised outside a command; commands report their own
+            report_error(exc)
+            sys.exit(exc.exit_code)
+        except OSError as exc:
+            report(str(exc))
+            sys.exit(1)
+        except KeyboardInterrupt:
+            sys.exit(130)

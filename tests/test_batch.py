@@ -1,0 +1,183 @@
+"""Batch scoring of CSV, Parquet and JSON Lines files in chunks: ids, probabilities, errors and atomic output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LinearRegression
+
+import berth
+from berth.batch import predict_file, table_format
+from berth.model import LoadedModel
+
+Iris = tuple[pd.DataFrame, pd.Series]
+FORMATS = ["csv", "parquet", "jsonl"]
+
+
+@pytest.fixture
+def model(iris_forest_bundle: Path) -> LoadedModel:
+    return berth.load(iris_forest_bundle)
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    kind = table_format(path)
+    if kind == "csv":
+        frame.to_csv(path, index=False)
+    elif kind == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    return path
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    kind = table_format(path)
+    if kind == "csv":
+        return pd.read_csv(path)
+    if kind == "parquet":
+        return pd.read_parquet(path)
+    return pd.read_json(path, lines=True)
+
+
+@pytest.mark.parametrize("source", FORMATS)
+@pytest.mark.parametrize("target", FORMATS)
+def test_every_input_format_scores_to_every_output_format(tmp_path: Path, model: LoadedModel, iris_data: Iris,
+                                                          iris_forest: RandomForestClassifier, source: str,
+                                                          target: str) -> None:
+    X, _ = iris_data
+    rows = write_table(X, tmp_path / f"rows.{source}")
+    result = predict_file(model, rows, tmp_path / f"out.{target}", chunk_size=40)
+    out = read_table(tmp_path / f"out.{target}")
+    assert result.rows == len(X) == len(out)
+    assert list(out.columns) == ["row", "prediction"]
+    assert out["row"].tolist() == list(range(len(X)))
+    assert out["prediction"].tolist() == iris_forest.predict(X).tolist()
+
+
+def test_the_id_column_is_written_beside_each_prediction(tmp_path: Path, model: LoadedModel,
+                                                         iris_data: Iris) -> None:
+    X, _ = iris_data
+    frame = X.assign(flower=[f"f-{i:03d}" for i in range(len(X))])
+    rows = write_table(frame, tmp_path / "rows.csv")
+    predict_file(model, rows, tmp_path / "out.parquet", id_column="flower", chunk_size=64)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(out.columns) == ["flower", "prediction"]
+    assert out["flower"].tolist() == frame["flower"].tolist()
+
+
+def test_a_missing_id_column_is_a_usage_error(tmp_path: Path, model: LoadedModel, iris_data: Iris) -> None:
+    X, _ = iris_data
+    rows = write_table(X, tmp_path / "rows.csv")
+    with pytest.raises(berth.UsageError, match="no column 'key'"):
+        predict_file(model, rows, tmp_path / "out.csv", id_column="key")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_probabilities_get_one_column_per_class(tmp_path: Path, model: LoadedModel, iris_data: Iris,
+                                                iris_forest: RandomForestClassifier) -> None:
+    X, _ = iris_data
+    rows = write_table(X, tmp_path / "rows.parquet")
+    result = predict_file(model, rows, tmp_path / "out.jsonl", probabilities=True, chunk_size=50)
+    assert result.columns == ["row", "prediction", "proba_0", "proba_1", "proba_2"]
+    out = pd.read_json(tmp_path / "out.jsonl", lines=True)
+    np.testing.assert_allclose(out[["proba_0", "proba_1", "proba_2"]].to_numpy(), iris_forest.predict_proba(X))
+
+
+def test_probabilities_of_a_regressor_are_a_usage_error(tmp_path: Path, iris_data: Iris) -> None:
+    X, _ = iris_data
+    berth.save(LinearRegression().fit(X.iloc[:, :3], X.iloc[:, 3]), tmp_path / "reg", sample=X.iloc[:5, :3])
+    rows = write_table(X.iloc[:, :3], tmp_path / "rows.csv")
+    with pytest.raises(berth.UsageError, match="probabilities"):
+        predict_file(berth.load(tmp_path / "reg"), rows, tmp_path / "out.csv", probabilities=True)
+
+
+@pytest.mark.parametrize(("source", "value", "msg"), [
+    ("csv", "wide", "expected a number, got string 'wide'"),
+    ("jsonl", "wide", "expected a number, got string 'wide'"),
+    ("parquet", np.nan, "missing value (null/NaN) is not allowed"),  # Parquet columns hold one type
+])
+def test_a_bad_row_in_a_later_chunk_names_its_row_and_leaves_no_output(
+        tmp_path: Path, model: LoadedModel, iris_data: Iris, source: str, value: object, msg: str) -> None:
+    X, _ = iris_data
+    frame = X.astype(object) if isinstance(value, str) else X.copy()
+    frame.loc[137, "sepal width (cm)"] = value
+    rows = write_table(frame, tmp_path / f"rows.{source}")
+    output = tmp_path / "out" / "scores.csv"
+    with pytest.raises(berth.SignatureError) as caught:
+        predict_file(model, rows, output, chunk_size=25)
+    assert caught.value.details == [{"loc": [137, "sepal width (cm)"], "msg": msg}]
+    assert "row 137" in caught.value.message
+    assert list((tmp_path / "out").iterdir()) == []  # neither the output nor a partial file
+
+
+def test_a_failure_keeps_the_previous_output_intact(tmp_path: Path, model: LoadedModel, iris_data: Iris) -> None:
+    X, _ = iris_data
+    work = tmp_path / "work"
+    work.mkdir()
+    output = work / "scores.csv"
+    output.write_text("previous results\n")
+    frame = X.copy()
+    frame.loc[120, "petal length (cm)"] = np.nan
+    rows = write_table(frame, work / "rows.parquet")
+    with pytest.raises(berth.SignatureError, match="row 120"):
+        predict_file(model, rows, output, chunk_size=30)
+    assert output.read_text() == "previous results\n"
+    assert sorted(p.name for p in work.iterdir()) == ["rows.parquet", "scores.csv"]
+
+
+@pytest.mark.parametrize("target", FORMATS)
+def test_chunked_output_equals_unchunked_output(tmp_path: Path, model: LoadedModel, iris_data: Iris,
+                                                target: str) -> None:
+    X, _ = iris_data
+    rows = write_table(X.assign(key=range(1000, 1000 + len(X))), tmp_path / "rows.csv")
+    chunked, whole = tmp_path / f"chunked.{target}", tmp_path / f"whole.{target}"
+    predict_file(model, rows, chunked, id_column="key", probabilities=True, chunk_size=7)
+    predict_file(model, rows, whole, id_column="key", probabilities=True)
+    pd.testing.assert_frame_equal(read_table(chunked), read_table(whole))
+    if target != "parquet":  # Parquet's row groups follow the chunks; the text formats are byte for byte equal
+        assert chunked.read_bytes() == whole.read_bytes()
+
+
+def test_progress_reports_rows_done_and_the_total_when_known(tmp_path: Path, model: LoadedModel,
+                                                             iris_data: Iris) -> None:
+    X, _ = iris_data
+    calls: list[tuple[int, int | None]] = []
+    predict_file(model, write_table(X, tmp_path / "rows.parquet"), tmp_path / "a.csv", chunk_size=60,
+                 progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(60, 150), (120, 150), (150, 150)]
+    calls.clear()
+    predict_file(model, write_table(X, tmp_path / "rows.csv"), tmp_path / "b.csv", chunk_size=100,
+                 progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(100, None), (150, None)]
+
+
+def test_fsspec_urls_work_for_input_and_output(model: LoadedModel, iris_data: Iris,
+                                               iris_forest: RandomForestClassifier) -> None:
+    X, _ = iris_data
+    fs = fsspec.filesystem("memory")
+    with fs.open("/berth-batch/rows.csv", "w") as handle:
+        X.to_csv(handle, index=False)
+    try:
+        result = predict_file(model, "memory://berth-batch/rows.csv", "memory://berth-batch/out.parquet",
+                              chunk_size=50)
+        with fs.open("/berth-batch/out.parquet", "rb") as handle:
+            out = pd.read_parquet(handle)
+    finally:
+        fs.rm("/berth-batch", recursive=True)
+    assert result.rows == len(X)
+    assert out["prediction"].tolist() == iris_forest.predict(X).tolist()
+
+
+def test_unknown_extensions_and_scoring_in_place_are_usage_errors(tmp_path: Path, model: LoadedModel,
+                                                                  iris_data: Iris) -> None:
+    X, _ = iris_data
+    rows = write_table(X, tmp_path / "rows.csv")
+    with pytest.raises(berth.UsageError, match=r"\.csv, \.parquet or \.jsonl"):
+        predict_file(model, rows, tmp_path / "out.xlsx")
+    with pytest.raises(berth.UsageError, match="must not be the input"):
+        predict_file(model, rows, rows)
