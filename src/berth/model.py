@@ -13,7 +13,7 @@ import numpy as np
 from berth import environment, packing, storage
 from berth.bundle import read_manifest, verify_directory
 from berth.coercion import coerce
-from berth.errors import BerthError, PredictionError
+from berth.errors import BerthError, FlavorError, PredictionError
 from berth.flavors.base import Predictor, get_flavor
 from berth.manifest import MANIFEST_NAME, Manifest
 from berth.signature import Signature
@@ -102,7 +102,13 @@ def _load_directory(directory: Path, source: str, trust: bool, trusted_types: li
     verify_directory(directory, manifest)
     environment.check(manifest.python, manifest.libraries, allow_mismatch=allow_version_mismatch)
     flavor = get_flavor(manifest.flavor)
-    predictor = flavor.load(directory, manifest, trust=trust, trusted_types=trusted_types)
+    try:
+        predictor = flavor.load(directory, manifest, trust=trust, trusted_types=trusted_types)
+    except BerthError:
+        raise
+    except Exception as exc:  # a framework's own error while reading a payload that passed verification
+        raise FlavorError(f"the {manifest.flavor} flavor cannot load {source} ({manifest.format}): "
+                          f"{type(exc).__name__}: {exc}") from exc
     return LoadedModel(manifest, predictor, source)
 
 

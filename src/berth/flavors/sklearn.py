@@ -9,6 +9,7 @@ trusted (``trust=True``). ``joblib`` and ``pickle`` are written only when asked 
 
 from __future__ import annotations
 
+import functools
 import pickle
 import zipfile
 from importlib import metadata
@@ -59,6 +60,11 @@ class SklearnPredictor(Predictor):
         return np.asarray(self.estimator.predict_proba(inputs))
 
 
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return metadata.packages_distributions()  # scans every installed distribution: once per process
+
+
 def estimator_libraries(model: Any) -> list[str]:
     """Distributions that the estimator and every estimator nested in it come from."""
     roots = {type(model).__module__.split(".")[0]}
@@ -67,7 +73,7 @@ def estimator_libraries(model: Any) -> list[str]:
         for value in get_params(deep=True).values():
             if hasattr(value, "fit"):
                 roots.add(type(value).__module__.split(".")[0])
-    mapping = metadata.packages_distributions()
+    mapping = _distributions()
     names = {"scikit-learn", "numpy", "scipy"}
     for root in roots:
         names.update(mapping.get(root, []))
