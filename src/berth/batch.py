@@ -10,8 +10,6 @@ never leaves a half-written output.
 from __future__ import annotations
 
 import os
-import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -121,7 +119,7 @@ def predict_file(model: LoadedModel, input: str | os.PathLike[str], output: str 
     total, done, columns = count_rows(input), 0, []
     # ids are identifiers: read from CSV as the text they are (leading zeros kept, one type in every chunk)
     text_columns = (id_column,) if id_column and id_column not in model.signature.names else ()
-    with _staged_output(output) as staged:
+    with storage.staged_file(output) as staged:
         writer = TableWriter(staged, table_format(output))
         try:
             for chunk in iter_chunks(input, chunk_size, signature=model.signature, text_columns=text_columns):
@@ -262,26 +260,3 @@ def check_paths(input: str | os.PathLike[str], output: str | os.PathLike[str]) -
             else storage.local_path(input).resolve() == storage.local_path(output).resolve())
     if same:
         raise UsageError("the output must not be the input file")
-
-
-@contextmanager
-def _staged_output(output: str | os.PathLike[str]) -> Iterator[Path]:
-    """A local file to write to, moved (or uploaded) to ``output`` only if the block ends without error."""
-    if storage.is_remote(output):
-        with tempfile.TemporaryDirectory(prefix="berth-batch-") as scratch:
-            local = Path(scratch) / Path(str(output)).name
-            yield local
-            fs, remote = storage.filesystem(str(output))
-            try:
-                fs.put_file(str(local), remote)
-            except OSError as exc:
-                raise StorageError(f"cannot write {output}: {exc}") from exc
-        return
-    target = storage.local_path(output).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        yield staged
-        os.replace(staged, target)
-    finally:
-        staged.unlink(missing_ok=True)

@@ -7,7 +7,6 @@ links out of the target, no device files) into a staging directory, verifies, th
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -29,29 +28,11 @@ def pack(bundle: str | os.PathLike[str], output: str | os.PathLike[str], *, over
     with storage.local_directory(bundle) as directory:
         manifest = read_manifest(directory)
         verify_directory(directory, manifest)
-        with tempfile.TemporaryDirectory(prefix="berth-pack-") as scratch:
-            archive = Path(scratch) / "bundle.berth"
-            with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
-                tar.add(directory / MANIFEST_NAME, arcname=MANIFEST_NAME)
-                for entry in manifest.files:
-                    tar.add(directory / entry.path, arcname=entry.path)
-            _place_file(archive, output)
+        with storage.staged_file(output) as archive, tarfile.open(archive, "w:gz", compresslevel=6) as tar:
+            tar.add(directory / MANIFEST_NAME, arcname=MANIFEST_NAME)
+            for entry in manifest.files:
+                tar.add(directory / entry.path, arcname=entry.path)
     return manifest
-
-
-def _place_file(source: Path, output: str | os.PathLike[str]) -> None:
-    if storage.is_remote(output):
-        fs, path = storage.filesystem(str(output))
-        try:
-            fs.put_file(str(source), path)
-        except OSError as exc:
-            raise StorageError(f"cannot write {output}: {exc}") from exc
-        return
-    target = storage.local_path(output).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.with_name(f".{target.name}.partial")
-    shutil.copyfile(source, staged)
-    os.replace(staged, target)
 
 
 def extract(archive: Path, directory: Path) -> Manifest:

@@ -140,3 +140,26 @@ def local_directory(uri: str | os.PathLike[str]) -> Iterator[Path]:
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def staged_file(output: str | os.PathLike[str]) -> Iterator[Path]:
+    """A local file to write to, moved (or uploaded) to ``output`` only if the block ends without error."""
+    if is_remote(output):
+        with tempfile.TemporaryDirectory(prefix="berth-out-") as scratch:
+            local = Path(scratch) / Path(str(output)).name
+            yield local
+            fs, remote = filesystem(str(output))
+            try:
+                fs.put_file(str(local), remote)
+            except OSError as exc:
+                raise StorageError(f"cannot write {output}: {exc}") from exc
+        return
+    target = local_path(output).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        yield staged
+        os.replace(staged, target)
+    finally:
+        staged.unlink(missing_ok=True)
