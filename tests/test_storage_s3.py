@@ -215,5 +215,5 @@ def test_tampered_archive_on_s3_refuses_to_load(s3: S3, iris: tuple[Any, pd.Data
 def test_missing_bundle_on_s3(s3: S3) -> None:
     with pytest.raises(NO_BUNDLE):
         berth.load(s3.url("nothing-here"))
-    with pytest.raises(StorageError):
+    with pytest.raises(BundleError, match="is not a berth bundle: it has no berth.json"):
         berth.inspect(s3.url("nothing-here"))

@@ -13,7 +13,7 @@ import numpy as np
 from berth import environment, packing, storage
 from berth.bundle import read_manifest, verify_directory
 from berth.coercion import coerce
-from berth.errors import BerthError, FlavorError, PredictionError
+from berth.errors import BerthError, BundleError, FlavorError, PredictionError, StorageError
 from berth.flavors.base import Predictor, get_flavor
 from berth.manifest import MANIFEST_NAME, Manifest
 from berth.signature import Signature
@@ -119,7 +119,11 @@ def inspect(uri: str | os.PathLike[str]) -> Manifest:
             return packing.extract(archive, Path(scratch))
     if storage.is_remote(uri):
         location = storage.join(str(uri), MANIFEST_NAME)
-        return Manifest.from_json(storage.read_bytes(location), location)
+        try:
+            text = storage.read_bytes(location)
+        except StorageError as exc:
+            raise BundleError(f"{uri} is not a berth bundle: it has no {MANIFEST_NAME}") from exc
+        return Manifest.from_json(text, location)
     return read_manifest(storage.local_path(uri))
 
 
