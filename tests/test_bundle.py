@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
-from sklearn.datasets import load_diabetes, load_iris
+from sklearn.datasets import load_diabetes
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -23,38 +23,26 @@ import berth
 from berth.manifest import MANIFEST_NAME, Manifest
 
 
-@pytest.fixture(scope="module")
-def iris() -> tuple[pd.DataFrame, pd.Series]:
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    return X, y
-
-
-@pytest.fixture(scope="module")
-def forest(iris: tuple[pd.DataFrame, pd.Series]) -> RandomForestClassifier:
-    X, y = iris
-    return RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
-
-
 @pytest.fixture
-def iris_bundle(tmp_path: Path, forest: RandomForestClassifier, iris: tuple[pd.DataFrame, pd.Series]) -> Path:
-    X, _ = iris
+def iris_bundle(tmp_path: Path, iris_forest: RandomForestClassifier, iris_data: tuple[pd.DataFrame, pd.Series]) -> Path:
+    X, _ = iris_data
     path = tmp_path / "iris"
-    berth.save(forest, path, sample=X.head(20), reference=X, name="iris", metrics={"accuracy": 0.96},
-               params=forest.get_params(), tags={"team": "ml"}, description="iris forest")
+    berth.save(iris_forest, path, sample=X.head(20), reference=X, name="iris", metrics={"accuracy": 0.96},
+               params=iris_forest.get_params(), tags={"team": "ml"}, description="iris forest")
     return path
 
 
-def test_round_trip_predicts_like_the_original(iris_bundle: Path, forest: RandomForestClassifier,
-                                               iris: tuple[pd.DataFrame, pd.Series]) -> None:
-    X, _ = iris
+def test_round_trip_predicts_like_the_original(iris_bundle: Path, iris_forest: RandomForestClassifier,
+                                               iris_data: tuple[pd.DataFrame, pd.Series]) -> None:
+    X, _ = iris_data
     model = berth.load(iris_bundle)
-    expected = forest.predict(X)
+    expected = iris_forest.predict(X)
     assert (model.predict(X) == expected).all()
     assert (model.predict(X.to_numpy()) == expected).all()
     assert (model.predict(X.to_dict(orient="records")) == expected).all()
     assert (model.predict(X.to_dict(orient="list")) == expected).all()
-    assert model.predict([5.1, 3.5, 1.4, 0.2]).tolist() == forest.predict(X.head(1)).tolist()
-    np.testing.assert_allclose(model.predict_proba(X.head(10)), forest.predict_proba(X.head(10)))
+    assert model.predict([5.1, 3.5, 1.4, 0.2]).tolist() == iris_forest.predict(X.head(1)).tolist()
+    np.testing.assert_allclose(model.predict_proba(X.head(10)), iris_forest.predict_proba(X.head(10)))
     assert model.classes == [0, 1, 2]
 
 
@@ -69,7 +57,7 @@ def test_manifest_records_what_the_issue_names(iris_bundle: Path) -> None:
     assert entry["path"] == "model.skops" and len(entry["sha256"]) == 64
     assert entry["size"] == (iris_bundle / "model.skops").stat().st_size
     assert manifest["metrics"] == {"accuracy": 0.96}
-    assert manifest["params"]["n_estimators"] == 20
+    assert manifest["params"]["n_estimators"] == 10
     assert manifest["tags"] == {"team": "ml"} and manifest["description"] == "iris forest"
     assert manifest["lineage"]["created_by"]["user"]
     assert manifest["reference"]["rows"] == 150
@@ -80,7 +68,7 @@ def test_manifest_records_what_the_issue_names(iris_bundle: Path) -> None:
     assert len(manifest["signature"]["example"]) == 3
 
 
-def test_lineage_names_the_git_commit_of_the_working_directory(tmp_path: Path, forest: RandomForestClassifier,
+def test_lineage_names_the_git_commit_of_the_working_directory(tmp_path: Path, iris_forest: RandomForestClassifier,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -91,9 +79,9 @@ def test_lineage_names_the_git_commit_of_the_working_directory(tmp_path: Path, f
     subprocess.run([*git, "commit", "-qm", "x"], cwd=repo, check=True)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     monkeypatch.chdir(repo)
-    assert berth.save(forest, tmp_path / "a").lineage["git"] == {"commit": head, "dirty": False}
+    assert berth.save(iris_forest, tmp_path / "a").lineage["git"] == {"commit": head, "dirty": False}
     monkeypatch.chdir(tmp_path)
-    assert "git" not in berth.save(forest, tmp_path / "b").lineage
+    assert "git" not in berth.save(iris_forest, tmp_path / "b").lineage
 
 
 def test_manifest_round_trips_through_json(iris_bundle: Path) -> None:
@@ -103,13 +91,13 @@ def test_manifest_round_trips_through_json(iris_bundle: Path) -> None:
     assert again.content_digest == manifest.content_digest
 
 
-def test_signature_without_sample_comes_from_the_model(tmp_path: Path, forest: RandomForestClassifier,
-                                                       iris: tuple[pd.DataFrame, pd.Series]) -> None:
-    manifest = berth.save(forest, tmp_path / "named")
+def test_signature_without_sample_comes_from_the_model(tmp_path: Path, iris_forest: RandomForestClassifier,
+                                                       iris_data: tuple[pd.DataFrame, pd.Series]) -> None:
+    manifest = berth.save(iris_forest, tmp_path / "named")
     assert manifest.signature is not None
-    assert manifest.signature.names == list(iris[0].columns)
+    assert manifest.signature.names == list(iris_data[0].columns)
     assert manifest.signature.outputs.classes == [0, 1, 2]
-    X, y = iris
+    X, y = iris_data
     unnamed = LogisticRegression(max_iter=500).fit(X.to_numpy(), y)
     manifest = berth.save(unnamed, tmp_path / "unnamed")
     assert manifest.signature is not None and manifest.signature.names == ["x0", "x1", "x2", "x3"]
@@ -117,8 +105,8 @@ def test_signature_without_sample_comes_from_the_model(tmp_path: Path, forest: R
 
 
 @pytest.mark.parametrize("form", ["ndarray", "rows", "records", "columns"])
-def test_signature_from_each_sample_form(tmp_path: Path, iris: tuple[pd.DataFrame, pd.Series], form: str) -> None:
-    X, y = iris
+def test_signature_from_each_sample_form(tmp_path: Path, iris_data: tuple[pd.DataFrame, pd.Series], form: str) -> None:
+    X, y = iris_data
     model = LogisticRegression(max_iter=500).fit(X.to_numpy(), y)
     head = X.head(5)
     sample = {"ndarray": head.to_numpy(), "rows": head.to_numpy().tolist(),
@@ -175,22 +163,23 @@ def test_regressor_output_and_prediction_reference(tmp_path: Path) -> None:
         berth.load(tmp_path / "diabetes").predict_proba(X.head(1))
 
 
-def test_existing_bundle_is_kept_unless_overwrite(iris_bundle: Path, forest: RandomForestClassifier) -> None:
+def test_existing_bundle_is_kept_unless_overwrite(iris_bundle: Path, iris_forest: RandomForestClassifier) -> None:
     before = (iris_bundle / MANIFEST_NAME).read_text()
     with pytest.raises(berth.BundleError, match="already holds a bundle"):
-        berth.save(forest, iris_bundle)
+        berth.save(iris_forest, iris_bundle)
     assert (iris_bundle / MANIFEST_NAME).read_text() == before
-    berth.save(forest, iris_bundle, overwrite=True, name="replaced")
+    berth.save(iris_forest, iris_bundle, overwrite=True, name="replaced")
     assert berth.inspect(iris_bundle).name == "replaced"
     assert [p.name for p in iris_bundle.parent.iterdir()] == ["iris"]  # no staging or retired leftovers
 
 
-def test_overwrite_refuses_a_directory_that_is_not_a_bundle(tmp_path: Path, forest: RandomForestClassifier) -> None:
+def test_overwrite_refuses_a_directory_that_is_not_a_bundle(tmp_path: Path,
+                                                             iris_forest: RandomForestClassifier) -> None:
     precious = tmp_path / "notes"
     precious.mkdir()
     (precious / "thesis.txt").write_text("years of work")
     with pytest.raises(berth.BundleError, match="not a bundle"):
-        berth.save(forest, precious, overwrite=True)
+        berth.save(iris_forest, precious, overwrite=True)
     assert (precious / "thesis.txt").read_text() == "years of work"
 
 
@@ -261,10 +250,11 @@ def test_unreadable_manifests_are_clear_errors(tmp_path: Path, iris_bundle: Path
         berth.load(iris_bundle)
 
 
-def test_pack_and_unpack_round_trip(iris_bundle: Path, tmp_path: Path, iris: tuple[pd.DataFrame, pd.Series]) -> None:
+def test_pack_and_unpack_round_trip(iris_bundle: Path, tmp_path: Path,
+                                    iris_data: tuple[pd.DataFrame, pd.Series]) -> None:
     archive = tmp_path / "iris.berth"
     berth.pack(iris_bundle, archive)
-    assert berth.load(archive).predict(iris[0].head(3)).tolist() == [0, 0, 0]
+    assert berth.load(archive).predict(iris_data[0].head(3)).tolist() == [0, 0, 0]
     manifest = berth.unpack(archive, tmp_path / "copy")
     assert manifest.content_digest == berth.inspect(iris_bundle).content_digest
     assert berth.verify(tmp_path / "copy").name == "iris"

@@ -11,21 +11,17 @@ manifest records the source: ``lineage["imported_from"] = {"file", "sha256", "fo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from berth import storage
+from berth.bundle import sha256_file
 from berth.errors import (
     BerthError,
     BundleError,
     FlavorError,
     SignatureError,
-    StorageError,
     TrustError,
     UsageError,
 )
@@ -62,7 +58,7 @@ def import_model(
         )
     if storage.exists(storage.join(str(output), MANIFEST_NAME)) and not overwrite:
         raise BundleError(f"{output} already holds a bundle; pass overwrite=True (--overwrite) to replace it")
-    with local_file(path) as local:
+    with storage.local_file(path) as local:
         digest = sha256_file(local)
         model, metadata = unwrap(read_model(local, kind), local.name)
     rows, synthetic = sample_rows(sample, model, metadata)
@@ -86,26 +82,6 @@ def file_format(path: str | os.PathLike[str]) -> str:
             return "pickle"
     raise UsageError(f"cannot tell what {Path(str(path)).name} holds: berth imports .joblib, .pkl, .pickle, "
                      ".sav and .onnx files")
-
-
-@contextmanager
-def local_file(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """The file as a local path: the path itself, or a downloaded temporary copy of a URL."""
-    if not storage.is_remote(path):
-        local = storage.local_path(path)
-        if not local.is_file():
-            raise StorageError(f"not found: {path}")
-        yield local
-        return
-    with tempfile.TemporaryDirectory(prefix="berth-import-") as scratch:
-        local = Path(scratch) / Path(str(path)).name
-        local.write_bytes(storage.read_bytes(path))
-        yield local
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_model(path: Path, kind: str) -> Any:

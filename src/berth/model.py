@@ -89,7 +89,7 @@ def load(
     version of Python or of a library the flavor needs refuses to load unless ``allow_version_mismatch``.
     """
     if packing.is_archive(uri):
-        with packing.local_archive(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
+        with storage.local_file(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
             packing.extract(archive, Path(scratch))
             return _load_directory(Path(scratch), str(uri), trust, list(trusted_types), allow_version_mismatch)
     with storage.local_directory(uri) as directory:
@@ -115,7 +115,7 @@ def _load_directory(directory: Path, source: str, trust: bool, trusted_types: li
 def inspect(uri: str | os.PathLike[str]) -> Manifest:
     """Read a bundle's manifest without loading its payload."""
     if packing.is_archive(uri):
-        with packing.local_archive(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
+        with storage.local_file(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
             return packing.extract(archive, Path(scratch))
     if storage.is_remote(uri):
         location = storage.join(str(uri), MANIFEST_NAME)

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import os
 import tarfile
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from berth import storage
 from berth.bundle import read_manifest, verify_directory
-from berth.errors import BundleError, StorageError
+from berth.errors import BundleError
 from berth.manifest import MANIFEST_NAME, Manifest
 
 SUFFIX = ".berth"
@@ -51,25 +48,10 @@ def unpack(archive: str | os.PathLike[str], output: str | os.PathLike[str], *, o
     """Unpack the archive at ``archive`` into the bundle directory ``output`` (a path or an fsspec URL)."""
     if storage.exists(storage.join(str(output), MANIFEST_NAME)) and not overwrite:
         raise BundleError(f"{output} already holds a bundle; pass overwrite=True (--overwrite) to replace it")
-    with local_archive(archive) as local, storage.staging_directory(output) as staged:
+    with storage.local_file(archive) as local, storage.staging_directory(output) as staged:
         manifest = extract(local, staged)
         storage.publish(staged, output, MANIFEST_NAME, overwrite=overwrite)
     return manifest
-
-
-@contextmanager
-def local_archive(archive: str | os.PathLike[str]) -> Iterator[Path]:
-    """The archive as a local file: the path itself, or a downloaded temporary copy."""
-    if not storage.is_remote(archive):
-        path = storage.local_path(archive)
-        if not path.is_file():
-            raise StorageError(f"not found: {archive}")
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="berth-archive-") as scratch:
-        local = Path(scratch) / "bundle.berth"
-        local.write_bytes(storage.read_bytes(archive))
-        yield local
 
 
 def is_archive(uri: str | os.PathLike[str]) -> bool:

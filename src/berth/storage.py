@@ -163,3 +163,18 @@ def staged_file(output: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(staged, target)
     finally:
         staged.unlink(missing_ok=True)
+
+
+@contextmanager
+def local_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """The file as a local path: the path itself, or a downloaded temporary copy of a URL."""
+    if not is_remote(path):
+        local = local_path(path)
+        if not local.is_file():
+            raise StorageError(f"not found: {path}")
+        yield local
+        return
+    with tempfile.TemporaryDirectory(prefix="berth-file-") as scratch:
+        local = Path(scratch) / Path(str(path)).name
+        local.write_bytes(read_bytes(path))
+        yield local
