@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 import berth
-from berth.errors import BerthError, ModelNotFoundError, NotReadyError, SignatureError
+from berth.errors import BerthError, ModelNotFoundError, SignatureError
 from berth.serving import openapi
 from berth.serving.codec import decode_json
 from berth.serving.dataplane import DataPlane, ModelSource
@@ -182,7 +182,8 @@ def typed_openapi(app: FastAPI, plane: DataPlane) -> dict[str, Any]:
         if len(plane.slots) == 1:
             paths["/predict"] = {"post": {**operation, "summary": "Predict"}}
             paths["/invocations"]["post"].update(openapi.mlflow_request(signature))
-    paths.pop("/models/{name}/predict", None) if plane.slots else None
+    if plane.slots:  # the generic template is replaced by one typed path per model
+        paths.pop("/models/{name}/predict", None)
     return schema
 
 
@@ -201,6 +202,3 @@ def log_startup(plane: DataPlane, settings: ServeSettings) -> None:
     lines.append(f"  {batching}; timeout {settings.timeout_s:g} s; auth {'on' if settings.api_keys else 'off'}")
     log.info("\n".join(lines))
 
-
-def not_ready(plane: DataPlane) -> NotReadyError:
-    return NotReadyError("not ready", [{"loc": [], "msg": p} for p in plane.problems.values()])

@@ -131,7 +131,7 @@ class DataPlane:
         return slot
 
     async def predict(self, runner: Runner, data: Any, probabilities: bool = False) -> Prediction:
-        gauge = self.metrics.queue_depth.labels(runner.model.name)
+        gauge = runner.queue_gauge
         gauge.inc()
         try:
             return await asyncio.wait_for(runner.predict(data, probabilities), self.settings.timeout_s)

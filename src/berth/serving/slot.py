@@ -3,7 +3,8 @@
 A :class:`Runner` is one loaded version with its own batcher and thread. Requests are validated on the event
 loop (cheap, vectorised), batched, and predicted in the runner's thread. All-numeric tables travel as plain
 matrices, stacked with one ``np.concatenate`` per batch and turned into the model's DataFrame once per batch.
-A slot swaps runners atomically; requests already submitted finish on the runner they started on.
+Handlers read ``slot.runner`` once per request, so a later swap of the runner (the registry issue's live
+rollout) leaves requests already submitted on the runner they started on.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Runner:
         self.version = version
         self.signature = model.signature
         self.metrics = metrics
+        self.queue_gauge = metrics.queue_depth.labels(model.name)  # resolved once, not per request
         predictor = model.predictor
         self.as_matrix = self.signature.layout == "table" and self.signature.all_numeric
         self.wire_dtype = predictor.input_dtype if predictor.input_target == "ndarray" else None
@@ -49,7 +51,7 @@ class Runner:
         self.batcher: Batcher[_Part, Prediction] = Batcher(
             self._run_batch, max_batch_size=settings.max_batch_size,
             max_delay_s=settings.max_batch_delay_ms / 1000, name=model.name,
-            on_batch=lambda rows: metrics.batch_size.labels(model.name).observe(rows),
+            on_batch=metrics.batch_size.labels(model.name).observe,
         )
 
     def prepare(self, data: Any, probabilities: bool) -> _Part:
