@@ -208,6 +208,14 @@ def version_command() -> None:
     typer.echo(f"berth {__version__} (Python {platform.python_version()})")
 
 
+def install_command_groups() -> None:
+    """Add the commands that live in their own modules (registry, monitoring, deployment)."""
+    from berth import cli_deploy, cli_monitor, cli_registry
+
+    for module in (cli_registry, cli_monitor, cli_deploy):
+        module.install(app)
+
+
 def report_error(exc: BerthError) -> None:
     report(exc.message, [describe(detail) for detail in exc.details])
 
@@ -257,3 +265,6 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(1)
         except KeyboardInterrupt:
             sys.exit(130)
+
+
+install_command_groups()

@@ -1,0 +1,12 @@
+"""Commands for shipping: berth build, berth deploy k8s.
+
+Like ``berth.cli``, nothing heavy is imported at module level: each command imports what it uses.
+"""
+
+from __future__ import annotations
+
+import typer
+
+
+def install(app: typer.Typer) -> None:
+    """Add this module's commands to the ``berth`` app."""
