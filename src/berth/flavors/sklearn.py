@@ -20,9 +20,11 @@ import numpy as np
 
 from berth.errors import FlavorError, TrustError
 from berth.flavors.base import Flavor, Predictor, SavedPayload, class_path
+from berth.flavors.sklearn_matrix import matrix_twin
 
 if TYPE_CHECKING:
     from berth.manifest import Manifest
+    from berth.signature import Signature
 
 BERTH_TRUSTED_TYPES = frozenset({
     "sklearn.tree._tree.Tree",
@@ -41,9 +43,12 @@ FORMAT_LIBRARY = {"skops": "skops", "joblib": "joblib", "pickle": None}
 
 
 class SklearnPredictor(Predictor):
-    def __init__(self, estimator: Any) -> None:
+    def __init__(self, estimator: Any, signature: Signature | None = None) -> None:
         self.estimator = estimator
-        self.input_target = "dataframe" if hasattr(estimator, "feature_names_in_") else "ndarray"
+        # Predictions go through the matrix twin when there is one (see berth.flavors.sklearn_matrix).
+        twin = matrix_twin(estimator, signature)
+        self.predicting = twin if twin is not None else estimator
+        self.input_target = "dataframe" if hasattr(self.predicting, "feature_names_in_") else "ndarray"
         classes = getattr(estimator, "classes_", None)
         self.classes = list(classes) if classes is not None else None
 
@@ -52,12 +57,12 @@ class SklearnPredictor(Predictor):
         return hasattr(self.estimator, "predict_proba")
 
     def predict(self, inputs: Any) -> np.ndarray:
-        return np.asarray(self.estimator.predict(inputs))
+        return np.asarray(self.predicting.predict(inputs))
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
         if not self.has_proba:
             return super().predict_proba(inputs)
-        return np.asarray(self.estimator.predict_proba(inputs))
+        return np.asarray(self.predicting.predict_proba(inputs))
 
 
 @functools.cache
@@ -115,10 +120,10 @@ class SklearnFlavor(Flavor):
         self.require_trust(format, trust)
         path = directory / PAYLOAD[format]
         if format == "skops":
-            return SklearnPredictor(load_skops(path, trust=trust, trusted_types=trusted_types))
+            return SklearnPredictor(load_skops(path, trust=trust, trusted_types=trusted_types), manifest.signature)
         import joblib
 
-        return SklearnPredictor(joblib.load(path))  # reads joblib and plain pickle files alike
+        return SklearnPredictor(joblib.load(path), manifest.signature)  # joblib and pickle files alike
 
 
 def load_skops(path: Path, *, trust: bool, trusted_types: list[str]) -> Any:

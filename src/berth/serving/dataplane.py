@@ -7,6 +7,7 @@ liveness probe answers at once and readiness turns true only when every model is
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import tempfile
@@ -55,8 +56,9 @@ def is_plain_model_file(uri: str) -> bool:
 
 
 def load_source(uri: str, *, trust: bool) -> LoadedModel:
-    """Load a bundle, or import a plain model file into a temporary bundle first (pickle needs ``trust``)."""
-    if not is_plain_model_file(uri):
+    """Load a bundle (or a ``models:/`` URI), or import a plain model file into a temporary bundle first
+    (pickle needs ``trust``)."""
+    if uri.startswith("models:/") or not is_plain_model_file(uri):
         return load(uri, trust=trust)
     from berth.importer import import_model
 
@@ -68,8 +70,22 @@ def load_source(uri: str, *, trust: bool) -> LoadedModel:
 
 def version_of(model: LoadedModel) -> str:
     """The served version: the registry's number when there is one, else a short content digest."""
+    entry = getattr(model, "registry", None)  # set by load() for models:/ URIs
+    if entry is not None:
+        return str(entry.version)
     registered = model.manifest.metadata.get("registry_version") if model.manifest.metadata else None
     return str(registered) if registered is not None else model.manifest.content_digest.split(":")[1][:12]
+
+
+def settle_heap() -> None:
+    """Move everything loaded so far (libraries, models) out of the cyclic garbage collector's sight.
+
+    A worker that has imported scikit-learn, pandas and a model holds millions of objects; each full collection
+    walks all of them and stalls the event loop for ~200 ms, which showed as a p99 of 200 ms at c=64 while the
+    median was 13 ms. Frozen objects are still freed by reference counting; only cycles among them are not.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class DataPlane:
@@ -98,6 +114,7 @@ class DataPlane:
                 message = exc.message if isinstance(exc, BerthError) else f"{type(exc).__name__}: {exc}"
                 self.problems[source.describe()] = message
                 log.error("cannot serve %s: %s", source.describe(), message)
+        settle_heap()
         self.loading_done = True
 
     @property

@@ -6,7 +6,7 @@ Every field is documented in ``docs/serving.md``; a test checks that each one is
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -36,7 +36,22 @@ class ServeSettings(BaseSettings):
     auth_all: bool = Field(False, description="Also require a key for health, metrics and docs routes.")
     trust: bool = Field(False, description="Allow pickle-based payloads (they run code when loaded).")
     graceful_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may take.")
+    telemetry: bool = Field(False, description="FastAPI's OpenTelemetry traces and metrics, exported through the "
+                                               "OpenTelemetry SDK configured in the environment.")
     log_level: str = Field("info", description="uvicorn log level: critical, error, warning, info, debug.")
+    platform: Literal["", "none", "sagemaker", "vertex"] = Field(
+        "", description="Cloud platform whose variables to honour (empty: detect; see serving/platforms.py).")
+    predict_route: str = Field("", description="An extra route for Vertex AI-style predictions (AIP_PREDICT_ROUTE).")
+    health_route: str = Field("", description="An extra readiness route (AIP_HEALTH_ROUTE on Vertex AI).")
+
+    log_predictions: bool = Field(True, description="Record answered predictions in the monitoring log.")
+    log_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of answered requests recorded.")
+    log_queue_size: int = Field(10_000, ge=1, description="Records waiting to be written; more are dropped.")
+    log_flush_interval_s: float = Field(2.0, gt=0, description="Longest time a record waits in the queue.")
+    monitor_dir: str | None = Field(None, description="Monitoring directory (default $BERTH_HOME/monitoring).")
+    drift_interval_s: float = Field(60.0, ge=0, description="How often /metrics drift gauges are recomputed "
+                                                            "(0: never).")
+    drift_window_s: float = Field(3600.0, gt=0, description="The span of recent predictions drift gauges cover.")
 
     @field_validator("api_keys", mode="before")
     @classmethod
