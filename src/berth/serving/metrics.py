@@ -39,6 +39,9 @@ class Metrics:
                                multiprocess_mode="livesum")
         self.model_load_seconds = Gauge("berth_model_load_seconds", "Time to load, verify and warm a model.",
                                         ["model", "version"], registry=registry, multiprocess_mode="max")
+        self.model_swaps = Counter("berth_model_swaps", "Version changes of a model following a registry alias, "
+                                   "by the version tried and the outcome (ok, failed).",
+                                   ["model", "version", "outcome"], registry=registry)
         if self.multiprocess:
             multiprocess.MultiProcessCollector(self.registry)
 

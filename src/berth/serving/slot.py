@@ -3,12 +3,14 @@
 A :class:`Runner` is one loaded version with its own batcher and thread. Requests are validated on the event
 loop (cheap, vectorised), batched, and predicted in the runner's thread. All-numeric tables travel as plain
 matrices, stacked with one ``np.concatenate`` per batch and turned into the model's DataFrame once per batch.
-Handlers read ``slot.runner`` once per request, so a later swap of the runner (the registry issue's live
-rollout) leaves requests already submitted on the runner they started on.
+A slot following a registry alias swaps its runner when the alias moves (see :mod:`berth.serving.rollout`):
+each request works on a :class:`SlotView` pinned to the runner current when it arrived, so it finishes on the
+version it started on, and the old runner is closed only once no request holds it any more.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ class Runner:
         self.as_matrix = self.signature.layout == "table" and self.signature.all_numeric
         self.wire_dtype = predictor.input_dtype if predictor.input_target == "ndarray" else None
         self.batching = settings.batching
+        self.active = 0  # requests between arrival and answer on this runner (see retire)
         self.batcher: Batcher[_Part, Prediction] = Batcher(
             self._run_batch, max_batch_size=settings.max_batch_size,
             max_delay_s=settings.max_batch_delay_ms / 1000, name=model.name,
@@ -108,6 +111,22 @@ class Runner:
     async def close(self) -> None:
         await self.batcher.close()
 
+    async def retire(self, grace_s: float) -> None:
+        """Close once the requests still on this runner are answered (or after ``grace_s``)."""
+        deadline = time.monotonic() + grace_s
+        while self.active > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await self.close()
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """A slot as one request sees it: the runner current when the request arrived, whatever swaps follow."""
+
+    name: str
+    runner: Runner
+    ready: bool
+
 
 class ModelSlot:
     def __init__(self, name: str, runner: Runner, load_seconds: float) -> None:
@@ -115,15 +134,30 @@ class ModelSlot:
         self.runner = runner
         self.load_seconds = load_seconds
         self.ready = False
-        self.problem: str | None = None
+        self.problem: str | None = None  # why the version the alias names is not the one served, if it is not
+        self.follows: Any = None  # the ModelUri of the alias this slot follows (a registry URI with @alias)
+
+    def pinned(self) -> SlotView:
+        return SlotView(self.name, self.runner, self.ready)
+
+    def swap(self, runner: Runner) -> Runner:
+        """Serve ``runner`` from now on (one assignment: atomic for the event loop); returns the old one."""
+        old, self.runner = self.runner, runner
+        return old
 
     @classmethod
     def load(cls, name: str, model: LoadedModel, version: str, settings: ServeSettings, metrics: Metrics,
              started: float) -> ModelSlot:
-        runner = Runner(model, version, settings, metrics)
-        runner.warm_up()
-        seconds = time.perf_counter() - started
-        metrics.model_load_seconds.labels(name, version).set(seconds)
-        slot = cls(name, runner, seconds)
+        runner = start_runner(name, model, version, settings, metrics, started)
+        slot = cls(name, runner, time.perf_counter() - started)
         slot.ready = True
         return slot
+
+
+def start_runner(name: str, model: LoadedModel, version: str, settings: ServeSettings, metrics: Metrics,
+                 started: float) -> Runner:
+    """A warmed-up runner for ``model``, its load time recorded in the metrics."""
+    runner = Runner(model, version, settings, metrics)
+    runner.warm_up()
+    metrics.model_load_seconds.labels(name, version).set(time.perf_counter() - started)
+    return runner
