@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,15 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 
 import berth
+
+
+@pytest.fixture(scope="session", autouse=True)
+def monitor_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Servers started by tests log predictions under a temporary directory, never under ~/.berth."""
+    path = tmp_path_factory.mktemp("monitoring")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BERTH_MONITOR_DIR", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

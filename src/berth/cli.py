@@ -8,6 +8,7 @@ exits with the error's exit code (1 for a failure, 2 for a usage error); typer's
 from __future__ import annotations
 
 import errno
+import os
 import sys
 import warnings
 from typing import Annotated, Any
@@ -117,12 +118,28 @@ def predict_command(
     trust: Trust = False,
     trusted_type: TrustedTypes = None,
     allow_version_mismatch: AllowMismatch = False,
+    engine: Annotated[str | None, typer.Option(
+        help="Score a Parquet dataset (a file or a directory) in parallel with local, ray or dask; the output "
+             "is then a directory of Parquet parts (see docs/operations.md).")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="An existing Ray (ray://HOST:10001) or Dask (tcp://HOST:8786) cluster for --engine.")] = None,
 ) -> None:
     """Score a file of rows, chunk by chunk, and write the predictions to another file."""
     from berth.batch import check_paths, predict_file
     from berth.cli_render import progress_reporter
     from berth.model import load
 
+    if engine is not None or address is not None or os.path.isdir(input):
+        from berth.deploy.distributed_batch import ModelSpec, ScoreOptions, check_request, predict_dataset
+
+        check_request(engine or "local", address, input, output)  # before the slow part: loading the model
+        spec = ModelSpec(uri, trust, tuple(trusted_type or ()), allow_version_mismatch)
+        with progress_reporter(enabled=sys.stderr.isatty()) as progress:
+            result = predict_dataset(spec, input, output, engine=engine or "local", address=address,
+                                     options=ScoreOptions(id_column, probabilities, chunk_size), progress=progress,
+                                     model=spec.load())
+        typer.echo(f"wrote {result.rows} predictions to {result.output}/ (Parquet parts)", err=True)
+        return
     check_paths(input, output)  # before the slow part: loading the model
     model = load(uri, trust=trust, trusted_types=trusted_type or [],
                  allow_version_mismatch=allow_version_mismatch)
@@ -174,7 +191,23 @@ def serve_command(
     max_body_mb: Annotated[float | None, typer.Option(help="Largest request body (default 10).")] = None,
     api_key: Annotated[list[str] | None, typer.Option(
         "--api-key", help="Require Authorization: Bearer KEY on prediction routes (repeatable).")] = None,
+    poll_interval_s: Annotated[float | None, typer.Option(
+        help="For models:/NAME@ALIAS: how often to check where the alias points (default 5).")] = None,
     log_level: Annotated[str | None, typer.Option(help="critical, error, warning, info, debug.")] = None,
+    backend: Annotated[str, typer.Option(
+        help="local: berth's own worker processes; ray: replicas of a Ray Serve deployment.")] = "local",
+    replicas: Annotated[int | None, typer.Option(help="Ray Serve replicas (--backend ray; default 1).")] = None,
+    autoscale: Annotated[str | None, typer.Option(
+        metavar="MIN:MAX", help="Ray Serve replicas scaled with load (--backend ray).")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="A Ray cluster: ray://HOST:10001 or auto (--backend ray; default: a local Ray instance).")] = None,
+    log_predictions: Annotated[bool | None, typer.Option(
+        "--log-predictions/--no-log-predictions", help="Record answered predictions for monitoring (default on).",
+    )] = None,
+    log_sample_rate: Annotated[float | None, typer.Option(
+        help="Share of answered requests recorded, 0 to 1 (default 1).")] = None,
+    monitor_dir: Annotated[str | None, typer.Option(
+        help="Where the prediction log goes (default $BERTH_HOME/monitoring).")] = None,
 ) -> None:
     """Serve models over HTTP: /predict, MLflow /invocations, Open Inference Protocol /v2, /metrics, /docs.
 
@@ -183,18 +216,28 @@ def serve_command(
     from pydantic import ValidationError
 
     from berth.errors import UsageError
+    from berth.serving import platforms
     from berth.serving.server import run
     from berth.serving.settings import ServeSettings
 
     given = {"host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
              "max_batch_delay_ms": max_batch_delay_ms, "timeout_s": timeout_s, "max_body_mb": max_body_mb,
              "api_keys": api_key or None, "log_level": log_level, "trust": trust or None,
-             "batching": False if no_batching else None}
+             "poll_interval_s": poll_interval_s,
+             "batching": False if no_batching else None, "log_predictions": log_predictions,
+             "log_sample_rate": log_sample_rate, "monitor_dir": monitor_dir}
     try:
         settings = ServeSettings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise UsageError("invalid server settings: " + "; ".join(problems)) from None
+    uris, started = platforms.split_start_argument(uris)  # SageMaker starts containers with `serve`
+    settings = platforms.resolve(settings, given={k for k, v in given.items() if v is not None}, started=started)
+    if backend != "local" or replicas or autoscale or address:
+        from berth.deploy import ray_serve
+
+        ray_serve.run(uris, settings, ray_serve.options_from_cli(backend, replicas, autoscale, address, workers))
+        return
     run(uris, settings)
 
 

@@ -5,8 +5,95 @@ Like ``berth.cli``, nothing heavy is imported at module level: each command impo
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+Uri = Annotated[str, typer.Argument(help="A bundle directory, a packed .berth file, or a URL (s3://...).")]
+Output = Annotated[str, typer.Option("--output", "-o", help="The directory to write.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace what berth wrote there before.")]
+
+
+def build_command(
+    uri: Uri,
+    output: Output,
+    target: Annotated[str | None, typer.Option(
+        help="Platform defaults: generic (default), sagemaker, vertex, azure, kserve.")] = None,
+    base_image: Annotated[str | None, typer.Option(
+        help="Base image (default python:X.Y-slim-bookworm for the bundle's Python X.Y).")] = None,
+    extra_requirements: Annotated[list[str] | None, typer.Option(
+        "--extra-requirements", help="More requirements: 'pkg==1.0,other>=2' or @requirements-file (repeatable).",
+    )] = None,
+    port: Annotated[int | None, typer.Option(help="The server's port in the container (default 8080).")] = None,
+    berth_wheel: Annotated[str | None, typer.Option(
+        "--berth-wheel", help="Install berth from this wheel (default: built from berth's source tree, or the "
+                              "package index when berth was installed from one).")] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Write a Docker build context: the bundle, pinned requirements.txt and a Dockerfile."""
+    from berth.deploy.docker import build_context
+
+    context = build_context(uri, output, target=target, base_image=base_image,
+                            extra_requirements=extra_requirements, port=port, berth_wheel=berth_wheel,
+                            overwrite=overwrite)
+    manifest = context.manifest
+    typer.echo(f"wrote build context {context.directory} for {manifest.name} ({manifest.flavor}/{manifest.format}) "
+               f"on {context.base_image}, port {context.port}, target {context.target.name}; berth from "
+               f"{context.berth.origin}")
+    typer.echo("next:")
+    for step in context.next_steps():
+        typer.echo(f"  {step}")
+
+
+def k8s_command(
+    uri: Uri,
+    output: Output,
+    image: Annotated[str | None, typer.Option(
+        help="The image berth build made, as pushed (default berth-NAME:DIGEST12).")] = None,
+    name: Annotated[str | None, typer.Option(help="Name of the resources (default berth-MODEL).")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Namespace (default: kubectl's current one).")] = None,
+    replicas: Annotated[int, typer.Option(help="Replicas, and the autoscaler's minimum.")] = 2,
+    max_replicas: Annotated[int, typer.Option(help="The autoscaler's maximum.")] = 10,
+    cpu_utilization: Annotated[int, typer.Option(help="Average CPU utilisation the autoscaler aims at (%).")] = 70,
+    cpu: Annotated[str, typer.Option(help="CPU request per pod; one worker process per whole core.")] = "1",
+    memory: Annotated[str | None, typer.Option(
+        help="Memory request per pod (default from the bundle's size and the workers).")] = None,
+    cpu_limit: Annotated[str | None, typer.Option(help="CPU limit (default: the request).")] = None,
+    memory_limit: Annotated[str | None, typer.Option(help="Memory limit (default: the request).")] = None,
+    port: Annotated[int, typer.Option(help="The container's port (berth build's, default 8080).")] = 8080,
+    graceful_timeout_s: Annotated[float, typer.Option(
+        help="How long berth drains in-flight requests on SIGTERM; the pod's grace period covers it.")] = 30.0,
+    setting: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="NAME=VALUE", help="Another server setting for the ConfigMap, e.g. max_batch_size=128.",
+    )] = None,
+    kserve: Annotated[bool, typer.Option("--kserve", help="Also write kserve/inferenceservice.yaml.")] = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Write Kubernetes manifests: ConfigMap, Deployment, Service, HorizontalPodAutoscaler (and KServe)."""
+    from berth.deploy.kubernetes import KubernetesOptions, write
+    from berth.errors import UsageError
+    from berth.model import inspect
+
+    settings = {}
+    for item in setting or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE")
+        settings[key.strip()] = value.strip()
+    options = KubernetesOptions(image=image, name=name, namespace=namespace, replicas=replicas,
+                                max_replicas=max_replicas, cpu_utilization=cpu_utilization, cpu=cpu, memory=memory,
+                                cpu_limit=cpu_limit, memory_limit=memory_limit, port=port,
+                                graceful_timeout_s=graceful_timeout_s, settings=settings, kserve=kserve)
+    written = write(inspect(uri), output, options, overwrite=overwrite)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"apply: kubectl apply -f {output}" + (f"  (KServe instead: kubectl apply -f {output}/kserve)"
+                                                       if kserve else ""))
 
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to the ``berth`` app."""
+    app.command("build")(build_command)
+    deploy = typer.Typer(name="deploy", help="Write deployment manifests for a bundle.", no_args_is_help=True)
+    deploy.command("k8s")(k8s_command)
+    app.add_typer(deploy, name="deploy")

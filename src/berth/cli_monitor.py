@@ -5,8 +5,190 @@ Like ``berth.cli``, nothing heavy is imported at module level: each command impo
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+monitor_app = typer.Typer(name="monitor", no_args_is_help=True, add_completion=False,
+                          help="Drift, data quality and accuracy of served models, from their prediction log.")
+
+Name = Annotated[str, typer.Argument(help="The model's name, as served.")]
+Since = Annotated[str, typer.Option(help="Window: predictions of the last 15m, 24h, 7d, ...")]
+Until = Annotated[str | None, typer.Option(help="End the window this long ago (e.g. 1h); default now.")]
+Version = Annotated[str | None, typer.Option(help="Only predictions of this served version.")]
+MonitorDir = Annotated[str | None, typer.Option(
+    "--monitor-dir", help="The monitoring directory (default $BERTH_MONITOR_DIR or $BERTH_HOME/monitoring).")]
+Bundle = Annotated[str | None, typer.Option(
+    "--bundle", help="Compare against this bundle's reference instead of the served version's.")]
+Rules = Annotated[list[str] | None, typer.Option(
+    "--drift-method", metavar="FEATURE=METHOD[:THRESHOLD]",
+    help="Override the drift test of a feature: ks, wasserstein, psi, chisquare, jensenshannon (repeatable).")]
+Share = Annotated[float | None, typer.Option(help="Share of drifted features that means dataset drift (0.5).")]
+SmallSample = Annotated[int | None, typer.Option(
+    help="Up to this many values a statistical test is used, above it a distance (1000).")]
 
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to the ``berth`` app."""
+    app.add_typer(monitor_app)
+    app.command("ui")(ui_command)
+
+
+def _store(monitor_dir: str | None) -> Any:
+    from berth.monitoring.store import Store
+
+    return Store(monitor_dir)
+
+
+def _config(rules: list[str] | None, share: float | None, small_sample: int | None) -> Any:
+    from berth.errors import UsageError
+    from berth.monitoring.drift import DriftConfig, FeatureRule
+
+    if share is not None and not 0 <= share <= 1:
+        raise UsageError("--dataset-share must be between 0 and 1")
+    overrides = dict(FeatureRule.parse(rule) for rule in rules or [])
+    options: dict[str, Any] = {"features": overrides}
+    if share is not None:
+        options["dataset_share"] = share
+    if small_sample is not None:
+        options["small_sample"] = small_sample
+    return DriftConfig(**options)
+
+
+def _window(since: str, until: str | None) -> tuple[Any, Any]:
+    import datetime as dt
+
+    from berth.monitoring.store import parse_duration
+
+    now = dt.datetime.now(dt.UTC)
+    return now - parse_duration(since), (now - parse_duration(until)) if until else None
+
+
+@monitor_app.command("report")
+def report_command(
+    name: Name,
+    since: Since = "24h",
+    until: Until = None,
+    version: Version = None,
+    format: Annotated[str, typer.Option("--format", help="html or json.")] = "html",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="File to write (default: stdout for "
+                                                                      "json, NAME-report.html for html).")] = None,
+    bundle: Bundle = None,
+    drift_method: Rules = None,
+    dataset_share: Share = None,
+    small_sample: SmallSample = None,
+    monitor_dir: MonitorDir = None,
+) -> None:
+    """Drift, data quality, performance and traffic of a model's predictions: an HTML page or JSON."""
+    import json
+
+    from berth.errors import UsageError
+    from berth.monitoring.report import build_report, render_html
+
+    if format not in ("html", "json"):
+        raise UsageError(f"--format must be html or json, not {format!r}")
+    start, end = _window(since, until)
+    report = build_report(name, since=start, until=end, version=version, store=_store(monitor_dir),
+                          config=_config(drift_method, dataset_share, small_sample), bundle=bundle)
+    if format == "json":
+        from berth.monitoring.report import strip_plots
+
+        text = json.dumps(strip_plots(report), indent=2) + "\n"
+        if output is None:
+            sys.stdout.write(text)
+            return
+        Path(output).write_text(text)
+    else:
+        output = output or f"{name}-report.html"
+        Path(output).write_text(render_html(report), encoding="utf-8")
+    typer.echo(f"wrote the {format} report of {name} ({report['rows']:,} predictions) to {output}", err=True)
+    for line in report["summary"]:
+        typer.echo(f"  {line}", err=True)
+
+
+@monitor_app.command("check")
+def check_command(
+    name: Name,
+    since: Since = "24h",
+    version: Version = None,
+    metric: Annotated[str | None, typer.Option(
+        help="Performance metric to watch (default accuracy for classifiers, r2 for regressors).")] = None,
+    max_drop: Annotated[float, typer.Option(
+        help="Largest allowed fall of the metric below the bundle's recorded value.")] = 0.05,
+    minimum: Annotated[float | None, typer.Option(
+        "--min", help="Fail when the metric is below this value (instead of or besides --max-drop).")] = None,
+    min_labels: Annotated[int, typer.Option(help="Labelled predictions needed to judge performance.")] = 30,
+    bundle: Bundle = None,
+    drift_method: Rules = None,
+    dataset_share: Share = None,
+    small_sample: SmallSample = None,
+    monitor_dir: MonitorDir = None,
+) -> None:
+    """Exit 1 when the window shows dataset drift or a performance drop past its threshold (for cron and CI)."""
+    from berth.monitoring.report import build_report
+    from berth.monitoring.thresholds import check
+
+    start, _ = _window(since, None)
+    report = build_report(name, since=start, version=version, store=_store(monitor_dir),
+                          config=_config(drift_method, dataset_share, small_sample), bundle=bundle)
+    problems, notes = check(report, metric=metric, max_drop=max_drop, minimum=minimum, min_labels=min_labels)
+    for note in notes:
+        typer.echo(f"  {note}")
+    if problems:
+        for problem in problems:
+            typer.echo(f"FAIL {problem}")
+        raise typer.Exit(1)
+    typer.echo(f"OK {name}: no dataset drift and no performance drop in {report['rows']:,} predictions")
+
+
+@monitor_app.command("feedback")
+def feedback_command(
+    name: Name,
+    labels: Annotated[str, typer.Argument(help="CSV, Parquet or JSON Lines with columns request_id, label "
+                                               "(and optionally row).")],
+    monitor_dir: MonitorDir = None,
+) -> None:
+    """Join true labels to logged predictions by request id."""
+    from berth.monitoring.feedback import read_labels, record_feedback
+    from berth.monitoring.store import check_name
+
+    stored = record_feedback(_store(monitor_dir), check_name(name), read_labels(labels))
+    typer.echo(f"stored {stored:,} labels for {name}")
+
+
+@monitor_app.command("prune")
+def prune_command(
+    name: Name,
+    older_than: Annotated[str, typer.Option(help="Delete days of log and labels older than this: 30d, 12w.")],
+    compact: Annotated[bool, typer.Option(
+        "--compact/--no-compact", help="Also merge each past day's files into one (faster reports).")] = True,
+    monitor_dir: MonitorDir = None,
+) -> None:
+    """Delete old prediction log and labels (whole days), and compact the days kept."""
+    from berth.monitoring.store import parse_duration
+
+    store = _store(monitor_dir)
+    removed = store.prune(name, parse_duration(older_than))
+    typer.echo(f"removed {len(removed)} day(s) of {name}" + (f": {removed[0]} .. {removed[-1]}" if removed else ""))
+    if compact:
+        merged = store.compact(name)
+        typer.echo(f"compacted {merged} file(s)")
+
+
+def ui_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8001,
+    monitor_dir: MonitorDir = None,
+) -> None:
+    """Serve the monitoring dashboard alone, over the monitoring directory (no model needed)."""
+    import uvicorn
+
+    from berth.monitoring.dashboard import create_app
+    from berth.serving.server import bind_socket
+
+    store = _store(monitor_dir)
+    sock = bind_socket(host, port, reuse_port=False)
+    typer.echo(f"berth ui: http://{host}:{sock.getsockname()[1]}/dashboard over {store.root}", err=True)
+    uvicorn.Server(uvicorn.Config(create_app(store), log_level="warning")).run(sockets=[sock])

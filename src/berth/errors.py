@@ -127,3 +127,31 @@ class NotReadyError(BerthError):
 class RequestTimeoutError(BerthError):
     status_code = 504
     code = "timeout"
+
+
+class RegistryError(BerthError):
+    """The model registry cannot do what was asked: its database or artifact store refuses, or the input is bad."""
+
+    status_code = 400
+    code = "registry_error"
+
+
+class RegistryNotFoundError(RegistryError):
+    """No registered model, version or alias of that name."""
+
+    status_code = 404
+    code = "registry_not_found"
+
+
+class RegistryConflictError(RegistryError):
+    """The change would break the registry's rules (delete a version an alias points at, roll back past the start)."""
+
+    status_code = 409
+    code = "registry_conflict"
+
+
+class RegistrySchemaError(RegistryError):
+    """The database is not a berth registry, or was made by a newer berth than this one."""
+
+    status_code = 500
+    code = "registry_schema"

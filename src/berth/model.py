@@ -6,7 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,14 +18,21 @@ from berth.flavors.base import Predictor, get_flavor
 from berth.manifest import MANIFEST_NAME, Manifest
 from berth.signature import Signature
 
+if TYPE_CHECKING:
+    from berth.registry.uri import RegistryEntry
+
+MODEL_URI_SCHEME = "models:/"
+
 
 class LoadedModel:
     """Predicts from request-shaped input: rows, records, columns by name, DataFrames or arrays."""
 
-    def __init__(self, manifest: Manifest, predictor: Predictor, source: str) -> None:
+    def __init__(self, manifest: Manifest, predictor: Predictor, source: str,
+                 registry: RegistryEntry | None = None) -> None:
         self.manifest = manifest
         self.predictor = predictor
         self.source = source
+        self.registry = registry  # name, version and alias in the model registry, when loaded from models:/
 
     @property
     def name(self) -> str:
@@ -87,7 +94,15 @@ def load(
 
     Every payload file's sha256 is checked first; pickle-based payloads need ``trust=True``; a different major
     version of Python or of a library the flavor needs refuses to load unless ``allow_version_mismatch``.
+    A model URI (``models:/iris/3``, ``models:/iris@production``) loads from the registry the environment names.
     """
+    if str(uri).startswith(MODEL_URI_SCHEME):
+        entry, location = _resolve(str(uri))
+        model = load(location, trust=trust, trusted_types=trusted_types,
+                     allow_version_mismatch=allow_version_mismatch)
+        _check_registered(model.manifest, entry)
+        model.source, model.registry = str(uri), entry
+        return model
     if packing.is_archive(uri):
         with storage.local_file(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
             packing.extract(archive, Path(scratch))
@@ -114,6 +129,9 @@ def _load_directory(directory: Path, source: str, trust: bool, trusted_types: li
 
 def inspect(uri: str | os.PathLike[str]) -> Manifest:
     """Read a bundle's manifest without loading its payload."""
+    if str(uri).startswith(MODEL_URI_SCHEME):
+        entry, location = _resolve(str(uri))
+        return _check_registered(inspect(location), entry)
     if packing.is_archive(uri):
         with storage.local_file(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
             return packing.extract(archive, Path(scratch))
@@ -129,9 +147,33 @@ def inspect(uri: str | os.PathLike[str]) -> Manifest:
 
 def verify(uri: str | os.PathLike[str]) -> Manifest:
     """Check every file of the bundle at ``uri`` against its manifest; raises IntegrityError naming the file."""
+    if str(uri).startswith(MODEL_URI_SCHEME):
+        entry, location = _resolve(str(uri))
+        return _check_registered(verify(location), entry)
     if packing.is_archive(uri):
         return inspect(uri)  # extraction verifies
     with storage.local_directory(uri) as directory:
         manifest = read_manifest(directory)
         verify_directory(directory, manifest)
         return manifest
+
+
+def _resolve(uri: str) -> tuple[RegistryEntry, str]:
+    """The registry entry a ``models:/`` URI names, and where its bundle is."""
+    from berth.registry.store import default_registry
+    from berth.registry.uri import RegistryEntry, parse_model_uri
+
+    parsed = parse_model_uri(uri)
+    assert parsed is not None
+    found = default_registry().resolve(parsed)
+    return RegistryEntry(found.name, found.version, parsed.alias, uri, found.digest), found.artifact_uri
+
+
+def _check_registered(manifest: Manifest, entry: RegistryEntry) -> Manifest:
+    """The stored bundle must still be the one registered: same content digest as the registry recorded."""
+    if manifest.content_digest != entry.digest:
+        from berth.errors import IntegrityError
+
+        raise IntegrityError(f"{entry.uri} (version {entry.version}) was registered with digest {entry.digest}, "
+                             f"but its stored bundle has {manifest.content_digest}; refusing to use it")
+    return manifest

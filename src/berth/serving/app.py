@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -15,18 +16,21 @@ from starlette.responses import Response
 
 import berth
 from berth.errors import BerthError, ModelNotFoundError, SignatureError
-from berth.serving import openapi
+from berth.serving import monitor_routes, openapi, platforms
 from berth.serving.codec import decode_json
 from berth.serving.dataplane import DataPlane, ModelSource
+from berth.serving.fastpath import PredictionRoutes
 from berth.serving.metrics import Metrics
 from berth.serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from berth.serving.protocols import mlflow, simple, v2
+from berth.serving.recording import Recorder
 from berth.serving.responses import error_response, json_response
+from berth.serving.rollout import AliasFollower
 from berth.serving.settings import ServeSettings
-from berth.serving.slot import ModelSlot
+from berth.serving.slot import SlotView
 
 log = logging.getLogger("berth.serve")
-Handler = Callable[[ModelSlot, Request], Awaitable[tuple[Any, int]]]
+Handler = Callable[[SlotView, Request], Awaitable[tuple[Any, int]]]
 
 
 def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
@@ -35,20 +39,27 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
     settings = settings or ServeSettings()
     metrics = Metrics()
     plane = DataPlane([ModelSource.of(s) for s in sources], settings, metrics)
+    follower = AliasFollower(plane, settings.poll_interval_s)
+    recorder = Recorder(settings, metrics)  # prediction log, request ids, drift gauges (monitoring)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.get_running_loop().run_in_executor(None, plane.load_all)
         loading.add_done_callback(lambda _: log_startup(plane, settings))
+        loading.add_done_callback(lambda _: follower.start())  # slots started on models:/NAME@ALIAS
         if not load_in_background:
             await loading
+        await recorder.start(plane)
         yield
+        await follower.stop()
         await plane.close()
+        await recorder.stop()  # flushes the prediction log
 
     app = FastAPI(title="berth model server", version=berth.__version__, lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None)
+                  docs_url="/docs", redoc_url=None, **telemetry_options(settings.telemetry))
     app.state.plane = plane
     app.state.metrics = metrics
+    app.state.recorder = recorder
 
     def served(route: str, v2_errors: bool = False) -> Callable[[Handler], Callable[..., Awaitable[Response]]]:
         """Wrap a prediction handler: resolve the model, time it, count it, render errors, add headers."""
@@ -57,12 +68,13 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
             async def endpoint(request: Request) -> Response:
                 started = time.perf_counter()
                 name = request.path_params.get("name")
-                model, version, headers = name or "", "", {}
+                request_id = recorder.request_id(request)
+                model, version, headers = name or "", "", {"x-request-id": request_id}
                 metrics.in_flight.inc()
                 try:
-                    slot = plane.slot(name)
+                    slot = plane.slot(name).pinned()  # this request stays on this version, whatever swaps
                     model, version = slot.name, slot.runner.version
-                    headers = {"x-berth-model": model, "x-berth-model-version": version}
+                    headers = {"x-berth-model": model, "x-berth-model-version": version, "x-request-id": request_id}
                     wanted = request.path_params.get("version")
                     if wanted is not None and wanted != version:
                         raise ModelNotFoundError(f"model {model!r} has no version {wanted!r}; serving {version}")
@@ -73,7 +85,10 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
                 finally:
                     metrics.in_flight.dec()
                 metrics.requests.labels(route, model, version, str(response.status_code)).inc()
-                metrics.latency.labels(route, model).observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                metrics.latency.labels(route, model).observe(elapsed)
+                if response.status_code < 400:
+                    recorder.record(request, request_id, model, elapsed)
                 return response
 
             return endpoint
@@ -81,7 +96,7 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
         return wrap
 
     @served("/predict")
-    async def predict(slot: ModelSlot, request: Request) -> tuple[Any, int]:
+    async def predict(slot: SlotView, request: Request) -> tuple[Any, int]:
         key, data, probabilities = simple.decode(decode_json(await request.body(), request.headers.get(
             "content-type")))
         runner = slot.runner
@@ -89,43 +104,53 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
             result = await plane.predict(runner, data, probabilities)
         except SignatureError as exc:
             raise simple.located(exc, key) from None
+        request.state.prediction = (runner, data, result)  # for the prediction log
         return simple.encode(result, slot.name, runner.version, runner.signature.outputs.classes), 200
 
     @served("/invocations")
-    async def invocations(slot: ModelSlot, request: Request) -> tuple[Any, int]:
+    async def invocations(slot: SlotView, request: Request) -> tuple[Any, int]:
         key, data = mlflow.decode(await request.body(), request.headers.get("content-type"))
+        runner = slot.runner
         try:
-            result = await plane.predict(slot.runner, data)
+            result = await plane.predict(runner, data)
         except SignatureError as exc:
             raise mlflow.located(exc, key) from None
+        request.state.prediction = (runner, data, result)  # for the prediction log
         return mlflow.encode(result), 200
 
     @served("/v2/infer", v2_errors=True)
-    async def infer(slot: ModelSlot, request: Request) -> tuple[Any, int]:
+    async def infer(slot: SlotView, request: Request) -> tuple[Any, int]:
         runner = slot.runner
         data, requested, request_id = v2.decode(decode_json(await request.body(), request.headers.get(
             "content-type")), runner.signature)
         result = await plane.predict(runner, data, "predict_proba" in requested)
+        request.state.prediction = (runner, data, result)  # for the prediction log
         return v2.encode(result, requested, slot.name, runner.version, request_id), 200
 
     @served("/v2/metadata", v2_errors=True)
-    async def model_metadata(slot: ModelSlot, request: Request) -> tuple[Any, int]:
+    async def model_metadata(slot: SlotView, request: Request) -> tuple[Any, int]:
         runner = slot.runner
         return v2.metadata(runner.signature, slot.name, runner.version, runner.model.manifest.flavor), 200
 
     @served("/v2/ready", v2_errors=True)
-    async def model_ready(slot: ModelSlot, request: Request) -> tuple[Any, int]:
+    async def model_ready(slot: SlotView, request: Request) -> tuple[Any, int]:
         return {"name": slot.name, "ready": slot.ready}, 200 if slot.ready else 503
 
+    hot_routes = []  # also dispatched by PredictionRoutes, ahead of FastAPI's router
     for path in ("/predict", "/models/{name}/predict"):
         app.add_api_route(path, predict, methods=["POST"], tags=["simple"], summary="Predict",
                           openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}})
+        hot_routes.append((path, predict))
     app.add_api_route("/invocations", invocations, methods=["POST"], tags=["mlflow"],
                       summary="MLflow / SageMaker scoring")
+    hot_routes.append(("/invocations", invocations))
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         app.add_api_route(prefix, model_metadata, methods=["GET"], tags=["v2"], summary="Model metadata")
         app.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=["v2"], summary="Model ready")
         app.add_api_route(prefix + "/infer", infer, methods=["POST"], tags=["v2"], summary="Inference")
+        hot_routes.append((prefix + "/infer", infer))
+    platforms.add_routes(app, settings, served)  # Azure's /score; Vertex AI's routes when configured
+    monitor_routes.install(app, plane, recorder)  # POST /feedback, /dashboard
 
     @app.get("/health/live", tags=["health"])
     async def live() -> Response:
@@ -161,10 +186,19 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
         return error_response(exc, v2=request.url.path.startswith("/v2"))
 
     app.openapi = lambda: typed_openapi(app, plane)  # type: ignore[method-assign]
+    app.add_middleware(PredictionRoutes, routes=hot_routes)  # innermost: inside the body limit and auth
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.api_keys:
         app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, protect_all=settings.auth_all)
     return app
+
+
+def telemetry_options(enabled: bool) -> dict[str, Any]:
+    """FastAPI's native OpenTelemetry instrumentation, off unless asked for: when an OpenTelemetry API is
+    installed, merely checking per request whether it is configured costs about a tenth of a worker's CPU."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": enabled, "metrics": enabled, "logs": enabled}}
 
 
 def typed_openapi(app: FastAPI, plane: DataPlane) -> dict[str, Any]:

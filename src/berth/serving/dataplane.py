@@ -77,6 +77,23 @@ def version_of(model: LoadedModel) -> str:
     return str(registered) if registered is not None else model.manifest.content_digest.split(":")[1][:12]
 
 
+def followed_alias(uri: str | None) -> Any:
+    """The parsed ``models:/NAME@ALIAS`` a source follows, or None (a path, a fixed version, latest)."""
+    from berth.registry.uri import parse_model_uri
+
+    parsed = parse_model_uri(uri) if uri else None
+    return parsed if parsed is not None and parsed.alias is not None else None
+
+
+def slot_state(slot: ModelSlot) -> dict[str, Any]:
+    state: dict[str, Any] = {"ready": slot.ready, "version": slot.runner.version}
+    if slot.follows is not None:
+        state["follows"] = str(slot.follows)
+    if slot.problem:
+        state["problem"] = slot.problem
+    return state
+
+
 def settle_heap() -> None:
     """Move everything loaded so far (libraries, models) out of the cyclic garbage collector's sight.
 
@@ -110,6 +127,7 @@ class DataPlane:
                     raise BerthError(f"two models are named {name!r}; give each a distinct name")
                 self.slots[name] = ModelSlot.load(name, model, version_of(model), self.settings, self.metrics,
                                                   started)
+                self.slots[name].follows = followed_alias(source.uri)
             except Exception as exc:  # any failure is reported by /health/ready, the server stays up
                 message = exc.message if isinstance(exc, BerthError) else f"{type(exc).__name__}: {exc}"
                 self.problems[source.describe()] = message
@@ -124,8 +142,7 @@ class DataPlane:
     def readiness(self) -> dict[str, Any]:
         return {
             "ready": self.ready,
-            "models": {name: {"ready": slot.ready, "version": slot.runner.version} for name, slot in
-                       self.slots.items()},
+            "models": {name: slot_state(slot) for name, slot in self.slots.items()},
             "problems": self.problems,
             "loading": not self.loading_done,
         }
@@ -150,11 +167,13 @@ class DataPlane:
     async def predict(self, runner: Runner, data: Any, probabilities: bool = False) -> Prediction:
         gauge = runner.queue_gauge
         gauge.inc()
+        runner.active += 1
         try:
             return await asyncio.wait_for(runner.predict(data, probabilities), self.settings.timeout_s)
         except TimeoutError:
             raise RequestTimeoutError(f"no answer within {self.settings.timeout_s:g} s (--timeout-s)") from None
         finally:
+            runner.active -= 1
             gauge.dec()
 
     async def close(self) -> None:

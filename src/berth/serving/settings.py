@@ -36,6 +36,10 @@ class ServeSettings(BaseSettings):
     auth_all: bool = Field(False, description="Also require a key for health, metrics and docs routes.")
     trust: bool = Field(False, description="Allow pickle-based payloads (they run code when loaded).")
     graceful_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may take.")
+    poll_interval_s: float = Field(5.0, gt=0, le=3600, description="How often a server following a registry "
+                                   "alias (models:/NAME@ALIAS) checks where the alias points.")
+    allow_signature_change: bool = Field(False, description="Swap in a new version of a followed alias even if "
+                                         "its input signature differs from the served one.")
     telemetry: bool = Field(False, description="FastAPI's OpenTelemetry traces and metrics, exported through the "
                                                "OpenTelemetry SDK configured in the environment.")
     log_level: str = Field("info", description="uvicorn log level: critical, error, warning, info, debug.")

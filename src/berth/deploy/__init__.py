@@ -1,0 +1,1 @@
+"""Shipping berth models: container recipes, cloud contracts, Kubernetes manifests, Ray Serve, distributed batch."""

@@ -1,0 +1,168 @@
+"""``berth build``: a Docker build context for one bundle.
+
+The context holds
+
+- ``model/``: the bundle, verified, copied into the image at ``/opt/ml/model`` (SageMaker's convention, used for
+  every target so there is one layout);
+- ``requirements.txt``: the flavor's libraries pinned from the manifest, plus berth (see ``requirements``);
+- ``wheels/``: berth's wheel, when berth is installed from a source tree;
+- ``Dockerfile``: two stages. ``build`` makes a virtual environment at ``/opt/venv`` from the requirements; the
+  runtime stage copies only that environment and the bundle onto the same slim Python base, runs as an
+  unprivileged user, and starts ``berth serve`` (exec form, so the server is PID 1 and gets SIGTERM to drain).
+  Settings are ``BERTH_*`` environment variables (``docker run -e BERTH_WORKERS=2``); the health check calls the
+  liveness route with ``python -c`` (slim images have no curl);
+- ``.dockerignore``.
+
+The base image is ``python:X.Y-slim-bookworm`` for the Python X.Y the bundle was saved with.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth import packing, storage
+from berth.bundle import read_manifest, verify_directory
+from berth.deploy import requirements
+from berth.deploy.targets import MODEL_DIR, Target, get_target
+from berth.errors import UsageError
+from berth.manifest import MANIFEST_NAME, Manifest
+
+USER_ID = 10001
+VENV = "/opt/venv"
+# the same port rule as the server's (berth.serving.platforms), without importing berth in the probe
+HEALTH_PROBE = ("import os, urllib.request; port = os.environ.get('SAGEMAKER_BIND_TO_PORT') "
+                "or os.environ.get('AIP_HTTP_PORT') or os.environ.get('BERTH_PORT', '{port}'); "
+                "urllib.request.urlopen('http://127.0.0.1:' + port + '/health/live', timeout=4)")
+CONTEXT_MARKER = "Dockerfile"
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    directory: Path
+    manifest: Manifest
+    target: Target
+    port: int
+    base_image: str
+    image: str  # a suggested tag: berth-NAME:DIGEST12
+    berth: requirements.BerthPackage
+
+    def next_steps(self) -> list[str]:
+        values = {"image": self.image, "context": self.directory, "port": self.port, "model_dir": MODEL_DIR,
+                  "name": self.manifest.name}
+        return [step.format(**values) for step in self.target.next_steps]
+
+
+def default_base_image(manifest: Manifest) -> str:
+    parts = manifest.python.split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        raise UsageError(f"the bundle records Python {manifest.python!r}; pass --base-image to choose an image")
+    return f"python:{parts[0]}.{parts[1]}-slim-bookworm"
+
+
+def image_name(manifest: Manifest) -> str:
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in manifest.name.lower()).strip("-.") or "model"
+    return f"berth-{name}:{manifest.content_digest.split(':')[1][:12]}"
+
+
+def dockerfile(manifest: Manifest, *, base_image: str, port: int, env: dict[str, str], berth_line: str,
+               has_wheels: bool) -> str:
+    """The Dockerfile's text."""
+    if any(c.isspace() for c in base_image) or not base_image:
+        raise UsageError(f"--base-image {base_image!r} is not an image reference")
+    settings = {"PATH": f"{VENV}/bin:$PATH", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+                "BERTH_HOST": "0.0.0.0", "BERTH_PORT": str(port), **env}
+    env_lines = " \\\n    ".join(f"{key}={value}" for key, value in settings.items())
+    probe = HEALTH_PROBE.format(port=port)
+    copy_wheels = "COPY wheels/ ./wheels/\n" if has_wheels else ""
+    return f"""\
+# syntax=docker/dockerfile:1
+# berth build: bundle {manifest.name} ({manifest.flavor}/{manifest.format}, {manifest.content_digest})
+# saved with Python {manifest.python}; berth installed from: {berth_line}
+#   docker build -t {image_name(manifest)} .
+#   docker run --rm -p {port}:{port} {image_name(manifest)}
+# Settings are environment variables: docker run -e BERTH_WORKERS=2 -e BERTH_API_KEYS=... (docs/serving.md)
+
+FROM {base_image} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /build
+COPY requirements.txt ./
+{copy_wheels}RUN python -m venv {VENV} \\
+ && {VENV}/bin/pip install --no-cache-dir -r requirements.txt
+
+FROM {base_image}
+ENV {env_lines}
+RUN useradd --system --uid {USER_ID} --user-group --no-create-home --home-dir /nonexistent \\
+    --shell /usr/sbin/nologin berth
+COPY --from=build {VENV} {VENV}
+COPY model/ {MODEL_DIR}/
+USER {USER_ID}:{USER_ID}
+EXPOSE {port}
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \\
+  CMD ["python", "-c", "{probe}"]
+ENTRYPOINT ["berth", "serve", "{MODEL_DIR}"]
+"""
+
+
+DOCKERIGNORE = "**/__pycache__\n**/*.pyc\n**/.DS_Store\n"
+
+
+def _prepare_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"{output} exists and is not a directory")
+    if output.is_dir() and any(output.iterdir()):
+        if not overwrite:
+            raise UsageError(f"{output} is not empty; pass --overwrite to replace the build context in it")
+        if not (output / CONTEXT_MARKER).is_file() or not (output / "model" / MANIFEST_NAME).is_file():
+            raise UsageError(f"{output} does not look like a berth build context; refusing to replace it")
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def copy_bundle(uri: str | os.PathLike[str], destination: Path) -> Manifest:
+    """Copy the bundle at ``uri`` (directory, ``.berth`` archive or URL) to ``destination`` and verify the copy."""
+    if packing.is_archive(uri):
+        destination.mkdir(parents=True)
+        with storage.local_file(uri) as archive:
+            return packing.extract(archive, destination)
+    with storage.local_directory(uri) as directory:
+        manifest = read_manifest(directory)
+        verify_directory(directory, manifest)
+        for name in [MANIFEST_NAME, *(entry.path for entry in manifest.files)]:
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(directory / name, target)
+    verify_directory(destination, manifest)
+    return manifest
+
+
+def build_context(uri: str | os.PathLike[str], output: str | os.PathLike[str], *, target: str | None = None,
+                  base_image: str | None = None, extra_requirements: list[str] | None = None,
+                  port: int | None = None, berth_wheel: str | None = None,
+                  overwrite: bool = False) -> BuildContext:
+    """Write a Docker build context for the bundle at ``uri`` into the directory ``output``."""
+    chosen = get_target(target)
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: expected 1 to 65535")
+    if port is not None and chosen.fixed_port and port != chosen.port:
+        raise UsageError(f"the {chosen.name} target listens on port {chosen.port}; the platform sends traffic "
+                         f"there only (drop --port)")
+    directory = Path(output).absolute()
+    _prepare_output(directory, overwrite)
+    try:
+        manifest = copy_bundle(uri, directory / "model")
+        base = base_image or default_base_image(manifest)
+        berth = requirements.berth_package(directory, berth_wheel)
+        (directory / "requirements.txt").write_text(
+            requirements.render(manifest, berth, list(extra_requirements or [])))
+        chosen_port = port or chosen.port
+        (directory / "Dockerfile").write_text(dockerfile(
+            manifest, base_image=base, port=chosen_port, env=chosen.env, berth_line=berth.requirement,
+            has_wheels=berth.wheel is not None))
+        (directory / ".dockerignore").write_text(DOCKERIGNORE)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return BuildContext(directory, manifest, chosen, chosen_port, base, image_name(manifest), berth)

@@ -1,0 +1,127 @@
+"""Plots of a report as inline SVG strings, drawn with matplotlib's object API (no pyplot state, no files).
+
+Text is drawn as paths, so the SVG needs no font; ids are salted per figure so that several plots in one page
+never share an id.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from typing import Any
+
+import numpy as np
+
+REFERENCE_COLOR = "#7f8c8d"
+CURRENT_COLOR = "#3b6ea5"
+DRIFT_COLOR = "#c0392b"
+OK_COLOR = "#1e8449"
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=72, layout="constrained")
+
+
+def _svg(figure: Any) -> str:
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": uuid.uuid4().hex, "svg.fonttype": "path"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg"):]
+    return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+
+
+def distribution(name: str, plot: dict[str, Any]) -> str:
+    """Reference vs current shares over the reference's histogram bins or categories."""
+    figure = _figure(4.2, 2.6)
+    axes = figure.add_subplot()
+    reference, current = np.asarray(plot["reference"]), np.asarray(plot["current"])
+    if "edges" in plot:
+        edges = np.asarray(plot["edges"])
+        widths = np.diff(edges)
+        axes.bar(edges[:-1], reference, width=widths, align="edge", color=REFERENCE_COLOR, alpha=0.55,
+                 label="training")
+        axes.bar(edges[:-1], current, width=widths, align="edge", color=CURRENT_COLOR, alpha=0.55, label="current")
+    else:
+        positions = np.arange(len(reference))
+        axes.bar(positions - 0.2, reference, width=0.4, color=REFERENCE_COLOR, label="training")
+        axes.bar(positions + 0.2, current, width=0.4, color=CURRENT_COLOR, label="current")
+        axes.set_xticks(positions, [str(c)[:12] for c in plot["categories"]], rotation=45, ha="right",
+                        fontsize=7)
+    axes.set_title(name, fontsize=10)
+    axes.set_ylabel("share", fontsize=8)
+    axes.tick_params(labelsize=7)
+    axes.legend(fontsize=7, frameon=False)
+    return _svg(figure)
+
+
+def drift_scores(features: list[dict[str, Any]]) -> str:
+    """One bar per feature: its score relative to its threshold (1 = at the threshold; above = drift)."""
+    judged = [f for f in features if f["method"]]
+    figure = _figure(6.5, 0.5 + 0.35 * max(len(judged), 1))
+    axes = figure.add_subplot()
+    if not judged:
+        axes.text(0.5, 0.5, "not enough data", ha="center", va="center")
+        axes.set_axis_off()
+        return _svg(figure)
+    values = [severity(f) for f in judged]
+    colors = [DRIFT_COLOR if f["drifted"] else OK_COLOR for f in judged]
+    positions = np.arange(len(judged))
+    axes.barh(positions, values, color=colors)
+    axes.set_yticks(positions, [f"{f['feature']} ({f['method']})" for f in judged], fontsize=8)
+    axes.axvline(1.0, color="#333", linestyle="--", linewidth=1)
+    axes.invert_yaxis()
+    axes.set_xlabel("drift score / threshold (above 1: drift)", fontsize=8)
+    axes.set_title("Drift per feature", fontsize=10)
+    axes.tick_params(labelsize=7)
+    return _svg(figure)
+
+
+def severity(feature: dict[str, Any]) -> float:
+    """A feature's score on one scale: 1 at its threshold, above 1 drifted (p-values are inverted)."""
+    score, threshold = feature["score"], feature["threshold"]
+    if feature["method"] in ("ks", "chisquare"):
+        return float(np.log10(max(score, 1e-300)) / np.log10(threshold)) if threshold < 1 else 0.0
+    return float(score / threshold) if threshold else 0.0
+
+
+def performance(perf: dict[str, Any]) -> str:
+    figure = _figure(6.5, 2.4)
+    axes = figure.add_subplot()
+    buckets = perf["buckets"]
+    keys = ("accuracy", "f1") if perf["task"] == "classification" else ("mae", "rmse")
+    labels = [b["start"][5:16].replace("T", " ") for b in buckets]
+    for key in keys:
+        axes.plot(range(len(buckets)), [b.get(key) if b.get(key) is not None else np.nan for b in buckets],
+                  marker="o", label=key)
+    axes.set_xticks(range(len(buckets)), labels, rotation=45, ha="right", fontsize=7)
+    axes.set_title(f"Performance per {perf.get('bucket', 'bucket')}", fontsize=10)
+    axes.tick_params(labelsize=7)
+    axes.legend(fontsize=7, frameon=False)
+    return _svg(figure)
+
+
+def traffic(data: dict[str, Any]) -> str:
+    figure = _figure(6.5, 2.4)
+    axes = figure.add_subplot()
+    buckets = data["buckets"]
+    positions = range(len(buckets))
+    axes.bar(positions, [b["rows"] for b in buckets], color=CURRENT_COLOR, alpha=0.6)
+    axes.set_ylabel("predictions", fontsize=8)
+    latency = axes.twinx()
+    latency.plot(positions, [b["p50"] for b in buckets], color="#333", label="p50 ms")
+    latency.plot(positions, [b["p99"] for b in buckets], color=DRIFT_COLOR, label="p99 ms")
+    latency.set_ylabel("latency ms", fontsize=8)
+    latency.legend(fontsize=7, frameon=False, loc="upper left")
+    labels = [b["start"][5:16].replace("T", " ") for b in buckets]
+    step = max(1, len(labels) // 12)
+    axes.set_xticks(list(positions)[::step], labels[::step], rotation=45, ha="right", fontsize=7)
+    axes.set_title(f"Traffic and latency per {data['bucket']}", fontsize=10)
+    axes.tick_params(labelsize=7)
+    latency.tick_params(labelsize=7)
+    return _svg(figure)

@@ -1,0 +1,259 @@
+"""The recipe, proven without a Docker engine: the environment the Dockerfile describes, built and run.
+
+No Docker engine runs on this project's machines, so the test plays the Dockerfile itself, instruction by
+instruction, in a directory standing for the image's root filesystem:
+
+- the build stage: ``COPY`` puts the context's files at the stage's ``WORKDIR``; each ``RUN`` runs as written, in
+  that directory, with the image's paths (``/opt/venv``...) pointing into the stand-in root and ``python`` being
+  an interpreter of the bundle's Python minor version; so ``python -m venv`` and ``pip install -r
+  requirements.txt`` (berth's wheel from the context, the pins from the index) happen for real;
+- the runtime stage: ``COPY --from=build`` must find what the build stage made, ``COPY model/`` copies the
+  bundle, ``ENV`` becomes the environment (``$PATH`` expanded), and ``ENTRYPOINT`` + ``CMD`` run as written, with
+  the image's paths mapped into the stand-in root;
+- then it asks the server for predictions and runs the ``HEALTHCHECK`` command.
+
+What this cannot show (the base image's own contents, ``USER``, the layer cache) is covered by the lint tests and,
+where an engine runs, by ``test_real_image``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from berth.deploy.docker import build_context
+from tests.deploy.dockerfile_checks import env_of, exec_form, stages
+from tests.e2e.server_process import free_port
+from tests.serving.conftest import IRIS_X
+
+pytestmark = pytest.mark.slow
+ROWS = IRIS_X.iloc[[0, 60, 120, 149]]
+
+
+@dataclass
+class Image:
+    """The stand-in image: its root, the environment of ENV, and the command of ENTRYPOINT + CMD."""
+
+    root: Path
+    env: dict[str, str]
+    command: list[str]
+    healthcheck: list[str]
+    build_seconds: float
+
+    def path(self, container_path: str) -> str:
+        return str(self.root / container_path.lstrip("/"))
+
+
+def map_paths(text: str, root: Path, prefixes: set[str]) -> str:
+    """Every absolute path of the image under one of ``prefixes`` moved under ``root``."""
+    pattern = "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True))
+    return re.sub(rf"(?<![\w/.])({pattern})(?=/|\b|$)", lambda m: str(root) + m.group(1), text)
+
+
+def copy_in(source: Path, destination: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, destination, dirs_exist_ok=True)
+    else:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination if not str(destination).endswith("/") else destination / source.name)
+
+
+def play(context: Path, root: Path) -> Image:
+    """Carry out the Dockerfile of ``context`` into ``root``; returns the runnable image."""
+    text = (context / "Dockerfile").read_text()
+    all_stages = stages(text)
+    python_bin = root.parent / "python-bin"  # "python" on the build stage's PATH: the base image's interpreter
+    python_bin.mkdir(exist_ok=True)
+    base = Path(getattr(sys, "_base_executable", sys.executable))
+    (python_bin / "python").unlink(missing_ok=True)
+    (python_bin / "python").symlink_to(base)
+    prefixes = {"/opt", "/build"}
+    for stage in all_stages:
+        for instruction in stage.instructions:
+            if instruction["instruction"] in ("WORKDIR",):
+                prefixes.add(instruction["value"])
+            if instruction["instruction"] == "COPY":
+                prefixes.add(instruction["value"].split()[-1].rstrip("/") or "/")
+    started = time.monotonic()
+    build, runtime = all_stages[0], all_stages[-1]
+    workdir = root
+    for instruction in build.instructions:
+        kind, value = instruction["instruction"], instruction["value"]
+        if kind == "WORKDIR":
+            workdir = Path(map_paths(value, root, prefixes))
+            workdir.mkdir(parents=True, exist_ok=True)
+        elif kind == "COPY":
+            *sources, destination = value.split()
+            for source in sources:
+                target = workdir / destination if not destination.startswith("/") else Path(
+                    map_paths(destination, root, prefixes))
+                copy_in(context / source, target / Path(source).name if destination.endswith("/") and not
+                        source.endswith("/") else target)
+        elif kind == "RUN":
+            command = map_paths(value, root, prefixes)
+            env = {**os.environ, "PATH": f"{python_bin}{os.pathsep}{os.environ['PATH']}",
+                   **{k: v for k, v in (pair.split("=", 1) for s in build.values("ENV") for pair in shlex.split(s))}}
+            result = subprocess.run(["/bin/sh", "-c", command], cwd=workdir, env=env, capture_output=True, text=True)
+            assert result.returncode == 0, f"RUN {value}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    build_seconds = time.monotonic() - started
+    for instruction in runtime.instructions:
+        kind, value = instruction["instruction"], instruction["value"]
+        if kind == "COPY" and value.startswith("--from="):
+            _, source, destination = value.split()
+            assert Path(map_paths(source, root, prefixes)).is_dir(), f"the build stage made no {source}"
+            assert map_paths(source, root, prefixes) == map_paths(destination, root, prefixes)
+        elif kind == "COPY":
+            source, destination = value.split()
+            copy_in(context / source, Path(map_paths(destination, root, prefixes)))
+    env = {}
+    for key, raw in env_of(text).items():
+        value = raw.replace("$PATH", os.environ["PATH"])
+        env[key] = map_paths(value, root, prefixes) if key == "PATH" else value
+    entrypoint = exec_form(runtime.values("ENTRYPOINT")[-1]) or []
+    cmd = exec_form(runtime.values("CMD")[-1]) if runtime.values("CMD") else []
+    command = [map_paths(word, root, prefixes) for word in [*entrypoint, *(cmd or [])]]
+    health = runtime.values("HEALTHCHECK")[-1]
+    healthcheck = exec_form(health[health.index("CMD") + 3:].strip()) or []
+    return Image(root, env, command, healthcheck, build_seconds)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory, iris_bundle: Path, berth_wheel: Path) -> Image:
+    context = build_context(iris_bundle, tmp_path_factory.mktemp("context") / "ctx", berth_wheel=str(berth_wheel))
+    python = ".".join(context.manifest.python.split(".")[:2])
+    if python != f"{sys.version_info.major}.{sys.version_info.minor}":
+        pytest.skip(f"the bundle needs Python {python}, this is {sys.version_info.major}.{sys.version_info.minor}")
+    built = play(context.directory, tmp_path_factory.mktemp("image") / "root")
+    print(f"\nbuild stage (fresh venv + pip install -r requirements.txt): {built.build_seconds:.1f} s")
+    return built
+
+
+def run_container(image: Image, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``docker run -e ... IMAGE args``: ENTRYPOINT + (args or CMD), with the image's ENV plus ``env``."""
+    command = image.command if not args else [*image.command[: len(image.command)], *args]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BERTH_", "AIP_", "SAGEMAKER_", "VIRTUAL_ENV",
+                                                                         "PYTHON"))}
+    return subprocess.Popen(command, env={**clean, **image.env, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the container's server exited with {process.returncode}:\n"
+                                 f"{process.stdout.read() if process.stdout else ''}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"not ready within {timeout} s")
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait(10)
+    return process.stdout.read() if process.stdout else ""
+
+
+def test_the_image_runs_its_own_berth_from_the_fresh_environment(image: Image) -> None:
+    assert image.command[:2] == ["berth", "serve"]
+    berth = shutil.which("berth", path=image.env["PATH"])
+    assert berth == image.path("/opt/venv/bin/berth")
+    assert image.command[2] == image.path("/opt/ml/model")
+    listing = subprocess.run([image.path("/opt/venv/bin/python"), "-m", "pip", "list", "--format=freeze"],
+                             capture_output=True, text=True, check=True).stdout
+    installed = dict(line.split("==") for line in listing.splitlines() if "==" in line)
+    pins = [line.split("==") for line in Path(image.path("/build/requirements.txt")).read_text().splitlines()
+            if "==" in line]
+    assert pins and all(installed.get(name) == version for name, version in pins), (pins, installed)
+    assert installed["berth"] == "0.1.0" and "torch" not in installed and "keras" not in installed
+
+
+def test_entrypoint_as_written_serves_predictions(image: Image, iris_model) -> None:
+    port = free_port()
+    # docker run -e BERTH_PORT=... -e BERTH_HOST=127.0.0.1 IMAGE: a free loopback port instead of 8080
+    process = run_container(image, env={"BERTH_PORT": str(port), "BERTH_HOST": "127.0.0.1", "BERTH_WORKERS": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/health/ready", process)
+        response = httpx.post(url + "/predict", json={"instances": ROWS.values.tolist()}, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"] == iris_model.predict(ROWS).tolist()
+        health = subprocess.run(image.healthcheck, env={**image.env, "BERTH_PORT": str(port)}, capture_output=True,
+                                text=True, timeout=30)
+        assert health.returncode == 0, health.stderr
+    finally:
+        log = stop(process)
+    assert process.returncode == 0, log
+    dead = subprocess.run(image.healthcheck, env={**image.env, "BERTH_PORT": str(port)}, capture_output=True,
+                          timeout=30)
+    assert dead.returncode != 0  # the health check fails when nothing answers
+
+
+def test_sagemaker_start_argument(image: Image, iris_model) -> None:
+    """``docker run IMAGE serve``, as SageMaker does: /ping and /invocations on $SAGEMAKER_BIND_TO_PORT."""
+    port = free_port()
+    process = run_container(image, "serve", env={"SAGEMAKER_BIND_TO_PORT": str(port), "BERTH_HOST": "127.0.0.1",
+                                                 "BERTH_WORKERS": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/ping", process)
+        csv = ROWS.to_csv(index=False)
+        response = httpx.post(url + "/invocations", content=csv, headers={"content-type": "text/csv"}, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"predictions": iris_model.predict(pd.DataFrame(ROWS)).tolist()}
+    finally:
+        stop(process)
+
+
+def test_real_image(tmp_path: Path, iris_bundle: Path, berth_wheel: Path, iris_model) -> None:
+    """Where a Docker engine answers: docker build, docker run, a prediction, and a clean stop."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker client on this machine")
+    info = subprocess.run([docker, "info"], capture_output=True, text=True, timeout=30)
+    if info.returncode != 0:
+        reason = (info.stderr or info.stdout).strip().splitlines()
+        pytest.skip(f"no Docker engine answers `docker info`: {reason[-1] if reason else info.returncode}")
+    context = build_context(iris_bundle, tmp_path / "ctx", berth_wheel=str(berth_wheel))
+    tag = f"berth-test-{os.getpid()}:latest"
+    subprocess.run([docker, "build", "-t", tag, str(context.directory)], check=True, timeout=900)
+    port = free_port()
+    name = f"berth-test-{os.getpid()}"
+    subprocess.run([docker, "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8080", tag], check=True,
+                   timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        response = httpx.post(f"http://127.0.0.1:{port}/predict", json={"instances": ROWS.values.tolist()})
+        assert response.json()["predictions"] == iris_model.predict(ROWS).tolist()
+        user = subprocess.run([docker, "exec", name, "id", "-u"], capture_output=True, text=True, check=True)
+        assert user.stdout.strip() == "10001"
+    finally:
+        subprocess.run([docker, "stop", "-t", "40", name], capture_output=True, timeout=90)
+        subprocess.run([docker, "rmi", tag], capture_output=True, timeout=60)

@@ -1,0 +1,3 @@
+"""The Ray tests reuse the serving tests' bundles."""
+
+from tests.serving.conftest import iris_bundle, iris_model  # noqa: F401
