@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 
 import berth
 from berth.registry import Registry
+from tests.registry.conftest import backend_urls
 
 X, Y = load_iris(return_X_y=True, as_frame=True)
 
@@ -43,8 +44,19 @@ def save_models(directory: Path) -> list[Path]:
 
 
 @pytest.fixture
-def iris_versions(registry_home: Path, tmp_path: Path) -> Registry:
-    """The default registry of ``registry_home`` holding iris versions 1-3, ``production`` on version 1."""
+def backend(request: pytest.FixtureRequest) -> str:
+    """The registry backend, "sqlite-file" unless a test parametrizes it indirectly (see tests/registry)."""
+    return getattr(request, "param", "sqlite-file")
+
+
+@pytest.fixture
+def iris_versions(registry_home: Path, tmp_path: Path, backend: str, request: pytest.FixtureRequest,
+                  monkeypatch: pytest.MonkeyPatch) -> Registry:
+    """The default registry (as the environment names it) holding iris versions 1-3, ``production`` on 1."""
+    if backend != "sqlite-file":
+        url, artifacts = backend_urls(request, tmp_path, backend)
+        monkeypatch.setenv("BERTH_REGISTRY_URL", url)
+        monkeypatch.setenv("BERTH_ARTIFACTS_URL", artifacts)
     registry = Registry()
     for number, path in enumerate(save_models(tmp_path / "bundles"), start=1):
         registry.register(path, "iris", aliases=["production"] if number == 1 else ())

@@ -15,6 +15,7 @@ from berth.signature import Signature
 from tests.rollout.conftest import other_columns_bundle
 from tests.serving.conftest import ROW, make_client
 
+pytest_plugins = ["tests.s3_fixture", "tests.postgres_fixture"]
 POLL_S = 0.05
 
 
@@ -39,6 +40,7 @@ def swaps(client, outcome: str) -> float:  # type: ignore[no-untyped-def]
                if line.startswith("berth_model_swaps_total{") and f'outcome="{outcome}"' in line)
 
 
+@pytest.mark.parametrize("backend", ["sqlite-file", "postgres-s3"], indirect=True)
 def test_alias_moves_and_rollback_are_followed(iris_versions: Registry) -> None:
     with make_client(["models:/iris@production"], poll_interval_s=POLL_S) as client:
         assert served_version(client) == "1"
