@@ -23,7 +23,7 @@ from berth.deploy.distributed_batch import (
     predict_dataset,
     read_partition,
 )
-from tests.ray.ray_support import require_ray
+from tests.deploy.ray_support import require_ray
 
 Iris = tuple[pd.DataFrame, pd.Series]
 IDS = ScoreOptions(id_column="flower", chunk_size=16)
@@ -223,9 +223,11 @@ def test_dask_workers_load_the_model_once(tmp_path: Path, dataset: Path, spec: M
                                           dask_address: str) -> None:
     from distributed import Client
 
-    predict_dataset(spec, str(dataset), str(tmp_path / "out"), engine="dask", address=dask_address, options=IDS,
-                    partition_rows=10)  # 60 partitions on 2 workers
+    from berth.deploy.distributed_batch import worker_loads
+
     with Client(dask_address) as client:
-        loads = client.run(lambda: len(__import__("berth.deploy.distributed_batch").deploy.distributed_batch
-                                        ._WORKER_MODELS))
-    assert sorted(loads.values()) == [1, 1]
+        before = client.run(worker_loads)
+        predict_dataset(spec, str(dataset), str(tmp_path / "out"), engine="dask", address=dask_address,
+                        options=IDS, partition_rows=10)  # 60 partitions on 2 workers
+        after = client.run(worker_loads)
+    assert len(after) == 2 and all(after[w] - before[w] == 1 for w in after), (before, after)

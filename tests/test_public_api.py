@@ -6,8 +6,9 @@ import berth
 
 PUBLIC = {
     "BerthError", "BerthWarning", "BundleError", "EnvironmentMismatchError", "FlavorError", "IntegrityError",
-    "LoadedModel", "Manifest", "PredictionError", "Signature", "SignatureError", "StorageError", "TrustError",
-    "UsageError", "__version__", "import_model", "inspect", "load", "pack", "save", "serve", "unpack", "verify",
+    "LoadedModel", "Manifest", "PredictionError", "Registry", "RegistryError", "Signature", "SignatureError",
+    "StorageError", "TrustError", "UsageError", "__version__", "import_model", "inspect", "load", "pack", "save",
+    "serve", "unpack", "verify",
 }
 
 

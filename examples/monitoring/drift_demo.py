@@ -126,7 +126,7 @@ def run(work: Path) -> dict[str, Any]:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 metrics = client.get(url + "/metrics").text
-                if f'berth_feature_drifted{{model="iris",feature="{SHIFTED}"}} 1.0' in metrics:
+                if f'berth_feature_drifted{{feature="{SHIFTED}",model="iris"}} 1.0' in metrics:
                     break
                 time.sleep(0.5)
     finally:

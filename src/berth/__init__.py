@@ -17,6 +17,7 @@ from berth.errors import (
     FlavorError,
     IntegrityError,
     PredictionError,
+    RegistryError,
     SignatureError,
     StorageError,
     TrustError,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from berth.manifest import Manifest
     from berth.model import LoadedModel, inspect, load, verify
     from berth.packing import pack, unpack
+    from berth.registry.store import Registry
     from berth.serving import serve
     from berth.signature import Signature
 
@@ -46,6 +48,7 @@ _LAZY = {
     "Manifest": "berth.manifest",
     "Signature": "berth.signature",
     "serve": "berth.serving",
+    "Registry": "berth.registry.store",
 }
 
 __all__ = [
@@ -58,6 +61,8 @@ __all__ = [
     "LoadedModel",
     "Manifest",
     "PredictionError",
+    "Registry",
+    "RegistryError",
     "Signature",
     "SignatureError",
     "StorageError",

@@ -7,6 +7,7 @@ berth listens on, an exec-form ``berth serve`` entrypoint, base images pinned to
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,13 @@ class Stage:
         return [i["value"] for i in self.instructions if i["instruction"] == instruction]
 
 
+def parse(text: str) -> DockerfileParser:
+    """A parser reading ``text`` from memory (given no file object, dockerfile-parse writes ./Dockerfile)."""
+    return DockerfileParser(fileobj=io.StringIO(text))
+
+
 def stages(text: str) -> list[Stage]:
-    parser = DockerfileParser(fileobj=None, cache_content=True)
-    parser.content = text
+    parser = parse(text)
     found: list[Stage] = []
     for instruction in parser.structure:
         if instruction["instruction"] == "FROM":
@@ -40,9 +45,7 @@ def stages(text: str) -> list[Stage]:
 
 def env_of(text: str) -> dict[str, str]:
     """The final stage's ENV, as dockerfile-parse reads it."""
-    parser = DockerfileParser(fileobj=None, cache_content=True)
-    parser.content = text
-    return dict(parser.envs)
+    return dict(parse(text).envs)
 
 
 def exec_form(value: str) -> list[str] | None:

@@ -89,21 +89,17 @@ def test_vertex(iris_bundle: Path, iris_model, started: list[ServerProcess]) -> 
     assert httpx.post(server.url + predict, json={"rows": []}).status_code == 422
 
 
-def test_azure_score(iris_bundle: Path, iris_model, started: list[ServerProcess]) -> None:
+def test_azure_score_and_kserve_v2(iris_bundle: Path, iris_model, started: list[ServerProcess]) -> None:
     server = ServerProcess(str(iris_bundle), "--workers", "1")
     started.append(server)
     server.wait_ready()
+    expected = iris_model.predict(ROWS).tolist()
     split = {"columns": list(ROWS.columns), "index": [0, 1, 2], "data": ROWS.values.tolist()}
     response = httpx.post(server.url + "/score", json={"input_data": split})
     assert response.status_code == 200, response.text
-    assert response.json() == {"predictions": iris_model.predict(ROWS).tolist()}
+    assert response.json() == {"predictions": expected}
     assert httpx.get(server.url + "/health/live").status_code == 200
-
-
-def test_kserve_open_inference_protocol(iris_bundle: Path, iris_model, started: list[ServerProcess]) -> None:
-    server = ServerProcess(str(iris_bundle), "--workers", "1")
-    started.append(server)
-    server.wait_ready()
+    # KServe: the Open Inference Protocol
     assert httpx.get(server.url + "/v2/health/live").status_code == 200
     assert httpx.get(server.url + "/v2/health/ready").status_code == 200
     assert httpx.get(server.url + "/v2/models/iris/ready").json()["ready"] is True
@@ -111,4 +107,4 @@ def test_kserve_open_inference_protocol(iris_bundle: Path, iris_model, started: 
                         "data": ROWS.values.flatten().tolist()}]}
     response = httpx.post(server.url + "/v2/models/iris/infer", json=body)
     assert response.status_code == 200, response.text
-    assert response.json()["outputs"][0]["data"] == iris_model.predict(ROWS).tolist()
+    assert response.json()["outputs"][0]["data"] == expected

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -200,14 +201,26 @@ def score_partition(model: LoadedModel, partition: Partition, options: ScoreOpti
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-_WORKER_MODELS: dict[ModelSpec, LoadedModel] = {}
+_WORKER_MODELS: OrderedDict[ModelSpec, LoadedModel] = OrderedDict()
+_WORKER_CACHE_SIZE = 2  # a job's model, and one other: a long-lived worker keeps no model of old jobs
+_WORKER_LOADS = [0]
 
 
 def worker_model(spec: ModelSpec) -> LoadedModel:
-    """The model in this worker process, loaded and verified on first use (Dask workers reuse it)."""
-    if spec not in _WORKER_MODELS:
-        _WORKER_MODELS[spec] = spec.load()
-    return _WORKER_MODELS[spec]
+    """The model in this worker process, loaded and verified on first use, then reused for every partition."""
+    if spec in _WORKER_MODELS:
+        _WORKER_MODELS.move_to_end(spec)
+        return _WORKER_MODELS[spec]
+    model = _WORKER_MODELS[spec] = spec.load()
+    _WORKER_LOADS[0] += 1
+    while len(_WORKER_MODELS) > _WORKER_CACHE_SIZE:
+        _WORKER_MODELS.popitem(last=False)
+    return model
+
+
+def worker_loads() -> int:
+    """How many times this process loaded a model for the dask engine (a test asks the workers)."""
+    return _WORKER_LOADS[0]
 
 
 def score_with_worker_model(spec: ModelSpec, partition: Partition, options: ScoreOptions) -> pd.DataFrame:
@@ -287,9 +300,12 @@ def run_dask(spec: ModelSpec, partitions: Sequence[Partition], options: ScoreOpt
         with Client(cluster or address) as client:
             futures = client.map(score_with_worker_model, [spec] * len(partitions), partitions,
                                  [options] * len(partitions), pure=False)
-            for future in as_completed(futures):
-                index = futures.index(future)
-                yield partitions[index], future.result()
+            position = {future.key: index for index, future in enumerate(futures)}
+            try:
+                for future in as_completed(futures):
+                    yield partitions[position[future.key]], future.result()
+            finally:
+                client.cancel(futures)  # after an error, the rest of the job stops here, not later
     finally:
         if cluster is not None:
             cluster.close()

@@ -205,8 +205,8 @@ def run(sources: Sequence[str], settings: ServeSettings, options: RayServeOption
         from berth.model import inspect
         from berth.serving.dataplane import is_plain_model_file
 
-        for uri in uris:  # a missing or broken bundle fails here, before Ray starts
-            if not is_plain_model_file(uri):
+        for uri in uris:  # a missing or broken local bundle fails here, before Ray starts
+            if ":" not in uri and not is_plain_model_file(uri):
                 inspect(uri)
     stop = stop or threading.Event()
     previous: dict[int, Any] = {}

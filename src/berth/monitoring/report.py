@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from berth.errors import UsageError
+from berth.errors import StorageError
 from berth.monitoring.drift import DriftConfig, dataset_drift, prediction_drift
 from berth.monitoring.performance import bucket_size, performance
 from berth.monitoring.quality import data_quality
@@ -35,10 +35,10 @@ def version_info(store: Store, model: str, version: str | None, bundle: str | No
     versions = store.versions(model)
     if not versions:
         known = ", ".join(store.models()) or "none"
-        raise UsageError(f"no monitoring data for model {model!r} under {store.root} (models logged: {known})")
+        raise StorageError(f"no monitoring data for model {model!r} under {store.root} (models logged: {known})")
     if version is not None:
         if version not in versions:
-            raise UsageError(f"model {model!r} has no logged version {version!r}; logged: {', '.join(versions)}")
+            raise StorageError(f"model {model!r} has no logged version {version!r}; logged: {', '.join(versions)}")
         return versions[version]
     return list(versions.values())[-1]
 
@@ -117,8 +117,9 @@ def labelled_performance(store: Store, model: str, since: dt.datetime | None, un
     labels = store.feedback(model)
     if labels.num_rows == 0:
         return {"labelled": 0, "overall": None, "buckets": []}
-    logged = store.read(model, since, until, version=version,
-                        columns=["time", "request_id", "row", "prediction", "probabilities"])
+    logged = store.read(model, since, until, version=version,  # only labelled rows reach pandas
+                        columns=["time", "request_id", "row", "prediction", "probabilities"],
+                        request_ids=pc.unique(labels["request_id"]))
     joined = logged.to_pandas().merge(labels.select(["request_id", "row", "label"]).to_pandas(),
                                       on=["request_id", "row"], how="inner")
     if "probabilities" in joined and joined["probabilities"].isna().any():
@@ -274,7 +275,7 @@ def drift_status(model: str, *, since: dt.datetime | None = None, store: Store |
     config = config or DriftConfig()
     try:
         info = version_info(store, model, None)
-    except UsageError:
+    except StorageError:
         return None
     reference = info.get("reference") or {}
     names = [FEATURE_PREFIX + f for f in reference.get("features", {})]

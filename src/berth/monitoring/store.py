@@ -136,8 +136,10 @@ class Store:
         return found
 
     def read(self, model: str, since: dt.datetime | None = None, until: dt.datetime | None = None, *,
-             version: str | None = None, columns: list[str] | None = None, kind: str = PREDICTIONS) -> pa.Table:
-        """Rows of ``model``'s log with ``since <= time < until`` (and of ``version``), oldest first."""
+             version: str | None = None, columns: list[str] | None = None, kind: str = PREDICTIONS,
+             request_ids: pa.Array | None = None) -> pa.Table:
+        """Rows of ``model``'s log with ``since <= time < until`` (and of ``version``, and among
+        ``request_ids``), oldest first."""
         files = self.files(model, kind, since, until)
         if not files:
             return pa.table({"time": pa.array([], pa.timestamp("us", tz="UTC"))})
@@ -151,6 +153,7 @@ class Store:
             ds.field("time") >= pa.scalar(utc(since), pa.timestamp("us", tz="UTC")) if since else None,
             ds.field("time") < pa.scalar(utc(until), pa.timestamp("us", tz="UTC")) if until else None,
             ds.field("version") == version if version else None,
+            ds.field("request_id").isin(request_ids) if request_ids is not None else None,
         ):
             if clause is not None:
                 condition = clause if condition is None else condition & clause

@@ -93,6 +93,15 @@ def sqlite_engine(url: str, database: str | None) -> Engine:
     return engine
 
 
+def poll_engine(engine: Engine) -> Engine:
+    """For the alias poll: PostgreSQL in autocommit without a pre-ping, so a lookup is one round trip (a dropped
+    connection costs one retry instead). SQLite needs nothing of the sort: it is in-process."""
+    if is_sqlite(engine):
+        return engine
+    return sa.create_engine(engine.url, pool_size=1, max_overflow=8, pool_recycle=1800,
+                            isolation_level="AUTOCOMMIT")
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 

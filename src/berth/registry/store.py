@@ -85,6 +85,7 @@ class Registry:
         self.url = database.normalize_url(url or default_url())
         self.artifacts = ArtifactStore(artifacts or default_artifacts())
         self._engine = database.create_engine(self.url)
+        self._poll_engine = database.poll_engine(self._engine)
         self._auto_upgrade = auto_upgrade
         self._current = False
         self._lock = threading.Lock()
@@ -100,12 +101,17 @@ class Registry:
 
     def close(self) -> None:
         self._engine.dispose()
+        self._poll_engine.dispose()
 
     # ------------------------------------------------------------------ schema
 
     @property
     def engine(self) -> sa.Engine:
         """The engine, once the schema is current (migrated on first use)."""
+        self._ensure_schema()
+        return self._engine
+
+    def _ensure_schema(self) -> None:
         if not self._current:
             with self._lock:
                 if not self._current:
@@ -115,7 +121,6 @@ class Registry:
                         raise RegistrySchemaError(f"the registry database {database.display_url(self.url)} is not "
                                                   "at the current schema; run: berth registry upgrade")
                     self._current = True
-        return self._engine
 
     def revision(self) -> str | None:
         """The schema revision the database is at (None for an empty database)."""
@@ -260,13 +265,21 @@ class Registry:
 
     def alias_version(self, name: str, alias: str) -> ModelVersion | None:
         """The version ``alias`` points at, or None: one indexed query, cheap enough to poll."""
-        statement = (sa.select(VersionRow).options(defer(VersionRow.manifest))
-                     .join(AliasRow, AliasRow.version_id == VersionRow.id)
+        columns = [c for c in VersionRow.__table__.columns if c.name != "manifest"]
+        statement = (sa.select(*columns).join(AliasRow, AliasRow.version_id == VersionRow.id)
                      .join(ModelRow, ModelRow.id == AliasRow.model_id)
                      .where(ModelRow.name == name, AliasRow.alias == alias))
-        with self._read() as session:
-            row = session.scalar(statement)
-            return ModelVersion.from_row(name, row) if row is not None else None
+        self._ensure_schema()
+        engine = self._poll_engine
+        for attempt in (1, 2):
+            try:
+                with engine.connect() as connection:
+                    row = connection.execute(statement).first()
+                return ModelVersion.from_row(name, row) if row is not None else None  # type: ignore[arg-type]
+            except sa.exc.DBAPIError as error:  # a server restart drops pooled connections: reconnect once
+                if attempt == 2 or not error.connection_invalidated:
+                    raise database.database_error(error, self.url) from error
+        raise AssertionError("unreachable")
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self._read() as session:
