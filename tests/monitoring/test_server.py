@@ -86,5 +86,6 @@ def test_drift_gauges_in_metrics(iris_bundle: Path, tmp_path: Path) -> None:
     assert metric(text, 'berth_feature_drift_score{feature="petal length (cm)",method="ks",model="iris"}') < 0.05
     assert metric(text, 'berth_dataset_drift{model="iris"}') == 0
     assert metric(text, 'berth_drift_share{model="iris"}') == 0.25
-    assert dashboard.status_code == 200 and "berth monitoring" in dashboard.text
+    assert dashboard.status_code == 200, dashboard.text
+    assert "berth monitoring" in dashboard.text
     assert overview["models"][0]["live"]["requests"] == 1 and overview["server"]["log_written"] == 300

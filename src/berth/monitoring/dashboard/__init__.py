@@ -24,7 +24,7 @@ CACHE_SECONDS = 3.0
 LiveStatus = Callable[[], dict[str, Any]]
 
 
-def page() -> str:
+def page_html() -> str:
     from berth.monitoring.dashboard.page import PAGE
 
     return PAGE
@@ -79,7 +79,7 @@ def create_router(store: Store, live: LiveStatus | None = None) -> APIRouter:
 
     @router.get("/dashboard", response_class=HTMLResponse, summary="Live monitoring dashboard")
     def dashboard() -> Response:
-        return HTMLResponse(page())
+        return HTMLResponse(page_html())
 
     @router.get("/dashboard/api/overview", summary="Models, versions and live status")
     def overview() -> Response:
