@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from bench.rollout import run_scenario
 
 pytestmark = pytest.mark.slow

@@ -71,8 +71,9 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
                 request_id = recorder.request_id(request)
                 model, version, headers = name or "", "", {"x-request-id": request_id}
                 metrics.in_flight.inc()
+                slot: SlotView | None = None
                 try:
-                    slot = plane.slot(name).pinned()  # this request stays on this version, whatever swaps
+                    slot = plane.slot(name).pin()  # this request stays on this version, whatever swaps
                     model, version = slot.name, slot.runner.version
                     headers = {"x-berth-model": model, "x-berth-model-version": version, "x-request-id": request_id}
                     wanted = request.path_params.get("version")
@@ -84,6 +85,8 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
                     response = error_response(exc, v2=v2_errors, headers=headers)
                 finally:
                     metrics.in_flight.dec()
+                    if slot is not None:
+                        slot.release()
                 metrics.requests.labels(route, model, version, str(response.status_code)).inc()
                 elapsed = time.perf_counter() - started
                 metrics.latency.labels(route, model).observe(elapsed)

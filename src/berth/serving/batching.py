@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from berth.errors import NotReadyError
+
 Part = TypeVar("Part")
 Result = TypeVar("Result")
 
@@ -40,6 +42,7 @@ class Batcher(Generic[Part, Result]):
         self.queue: asyncio.Queue[_Item[Part, Result]] | None = None
         self.arriving = 0  # requests received for this model and not yet queued
         self._task: asyncio.Task[None] | None = None
+        self.closed = False
 
     @property
     def depth(self) -> int:
@@ -52,6 +55,7 @@ class Batcher(Generic[Part, Result]):
     async def submit(self, part: Part, rows: int, *, announced: bool = False) -> Result:
         if announced:
             self.arriving -= 1
+        self._check_open()
         if self._task is None:
             self._start()
         assert self.queue is not None
@@ -65,6 +69,7 @@ class Batcher(Generic[Part, Result]):
 
     async def run_alone(self, part: Part) -> Result:
         """Unbatched: one call in the model's thread (batching switched off)."""
+        self._check_open()
         loop = asyncio.get_running_loop()
         results = await loop.run_in_executor(self.executor, self.run_batch, [part])
         return results[0]
@@ -127,7 +132,12 @@ class Batcher(Generic[Part, Result]):
             else:
                 _settle(item, result)
 
+    def _check_open(self) -> None:
+        if self.closed:  # a runner is closed only once no request is pinned to it: this is a bug if reached
+            raise NotReadyError("this model version has been retired; retry the request")
+
     async def close(self) -> None:
+        self.closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -167,13 +167,11 @@ class DataPlane:
     async def predict(self, runner: Runner, data: Any, probabilities: bool = False) -> Prediction:
         gauge = runner.queue_gauge
         gauge.inc()
-        runner.active += 1
         try:
             return await asyncio.wait_for(runner.predict(data, probabilities), self.settings.timeout_s)
         except TimeoutError:
             raise RequestTimeoutError(f"no answer within {self.settings.timeout_s:g} s (--timeout-s)") from None
         finally:
-            runner.active -= 1
             gauge.dec()
 
     async def close(self) -> None:

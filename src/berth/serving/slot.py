@@ -121,11 +121,18 @@ class Runner:
 
 @dataclass(frozen=True)
 class SlotView:
-    """A slot as one request sees it: the runner current when the request arrived, whatever swaps follow."""
+    """A slot as one request sees it: the runner current when the request arrived, whatever swaps follow.
+
+    From :meth:`ModelSlot.pin` to :meth:`release` the runner counts the request as active, so a swapped-out
+    runner is not closed while a request pinned to it is still decoding its body or waiting for its batch.
+    """
 
     name: str
     runner: Runner
     ready: bool
+
+    def release(self) -> None:
+        self.runner.active -= 1
 
 
 class ModelSlot:
@@ -137,8 +144,11 @@ class ModelSlot:
         self.problem: str | None = None  # why the version the alias names is not the one served, if it is not
         self.follows: Any = None  # the ModelUri of the alias this slot follows (a registry URI with @alias)
 
-    def pinned(self) -> SlotView:
-        return SlotView(self.name, self.runner, self.ready)
+    def pin(self) -> SlotView:
+        """The current runner for one request; the caller must :meth:`SlotView.release` it when answered."""
+        runner = self.runner
+        runner.active += 1
+        return SlotView(self.name, runner, self.ready)
 
     def swap(self, runner: Runner) -> Runner:
         """Serve ``runner`` from now on (one assignment: atomic for the event loop); returns the old one."""
