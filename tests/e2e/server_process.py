@@ -22,6 +22,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listening_sockets(port: int) -> int:
+    """How many IPv4 TCP sockets listen on ``port`` (from /proc/net/tcp; state 0A is LISTEN)."""
+    count = 0
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
 class ServerProcess:
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -50,6 +62,15 @@ class ServerProcess:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"server not ready within {timeout} s:\n{self.output()}")
+
+    def wait_listening(self, sockets: int, timeout: float = 90) -> None:
+        """Wait until ``sockets`` listening sockets are bound to the port: with ``--workers N`` each worker
+        binds its own (SO_REUSEPORT) once its models are loaded, so the first ready one does not mean all are."""
+        deadline = time.monotonic() + timeout
+        while listening_sockets(self.port) < sockets:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fewer than {sockets} workers listening after {timeout} s:\n{self.output()}")
+            time.sleep(0.1)
 
     def terminate(self) -> None:
         if self.process.poll() is None:

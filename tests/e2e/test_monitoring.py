@@ -57,6 +57,7 @@ def test_two_workers_write_their_own_files(iris_bundle: Path, tmp_path: Path) ->
     server = ServerProcess(str(iris_bundle), "--workers", "2", env={"BERTH_MONITOR_DIR": str(tmp_path)})
     try:
         server.wait_ready()
+        server.wait_listening(2)
         with httpx.Client() as client:  # new connections, so the kernel spreads them over both workers
             for i in range(200):
                 client.post(server.url + "/predict", json={"features": [5.1, 3.5, 1.4, 0.2]},

@@ -83,6 +83,7 @@ def test_several_workers_share_the_port_and_the_metrics(iris_bundle: Path) -> No
     process = ServerProcess(str(iris_bundle), "--workers", "2")
     try:
         process.wait_ready()
+        process.wait_listening(2)  # one SO_REUSEPORT socket per worker
         with httpx.Client(base_url=process.url) as client:
             for _ in range(40):
                 assert client.post("/predict", json={"features": ROW}).status_code == 200
