@@ -44,7 +44,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Uri = Annotated[str, typer.Argument(help="A bundle directory, a packed .berth file, or a URL (s3://...).")]
+Uri = Annotated[str, typer.Argument(help="A bundle directory, a packed .berth file, a URL (s3://...) or a "
+                                              "registered model (models:/NAME/VERSION, models:/NAME@ALIAS).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace what is already at the output.")]
 Trust = Annotated[bool, typer.Option("--trust", help="Allow payloads that run code when loaded (pickle, "
                                                      "joblib); only for sources you trust.")]

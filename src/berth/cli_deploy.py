@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-Uri = Annotated[str, typer.Argument(help="A bundle directory, a packed .berth file, or a URL (s3://...).")]
+Uri = Annotated[str, typer.Argument(help="A bundle directory, a packed .berth file, a URL (s3://...) or a "
+                                              "registered model (models:/NAME/VERSION, models:/NAME@ALIAS).")]
 Output = Annotated[str, typer.Option("--output", "-o", help="The directory to write.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace what berth wrote there before.")]
 

@@ -97,10 +97,10 @@ def load(
     A model URI (``models:/iris/3``, ``models:/iris@production``) loads from the registry the environment names.
     """
     if str(uri).startswith(MODEL_URI_SCHEME):
-        entry, location = _resolve(str(uri))
+        entry, location = resolve_model_uri(str(uri))
         model = load(location, trust=trust, trusted_types=trusted_types,
                      allow_version_mismatch=allow_version_mismatch)
-        _check_registered(model.manifest, entry)
+        check_registered(model.manifest, entry)
         model.source, model.registry = str(uri), entry
         return model
     if packing.is_archive(uri):
@@ -130,8 +130,8 @@ def _load_directory(directory: Path, source: str, trust: bool, trusted_types: li
 def inspect(uri: str | os.PathLike[str]) -> Manifest:
     """Read a bundle's manifest without loading its payload."""
     if str(uri).startswith(MODEL_URI_SCHEME):
-        entry, location = _resolve(str(uri))
-        return _check_registered(inspect(location), entry)
+        entry, location = resolve_model_uri(str(uri))
+        return check_registered(inspect(location), entry)
     if packing.is_archive(uri):
         with storage.local_file(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
             return packing.extract(archive, Path(scratch))
@@ -148,8 +148,8 @@ def inspect(uri: str | os.PathLike[str]) -> Manifest:
 def verify(uri: str | os.PathLike[str]) -> Manifest:
     """Check every file of the bundle at ``uri`` against its manifest; raises IntegrityError naming the file."""
     if str(uri).startswith(MODEL_URI_SCHEME):
-        entry, location = _resolve(str(uri))
-        return _check_registered(verify(location), entry)
+        entry, location = resolve_model_uri(str(uri))
+        return check_registered(verify(location), entry)
     if packing.is_archive(uri):
         return inspect(uri)  # extraction verifies
     with storage.local_directory(uri) as directory:
@@ -158,7 +158,7 @@ def verify(uri: str | os.PathLike[str]) -> Manifest:
         return manifest
 
 
-def _resolve(uri: str) -> tuple[RegistryEntry, str]:
+def resolve_model_uri(uri: str) -> tuple[RegistryEntry, str]:
     """The registry entry a ``models:/`` URI names, and where its bundle is."""
     from berth.registry.store import default_registry
     from berth.registry.uri import RegistryEntry, parse_model_uri
@@ -169,7 +169,7 @@ def _resolve(uri: str) -> tuple[RegistryEntry, str]:
     return RegistryEntry(found.name, found.version, parsed.alias, uri, found.digest), found.artifact_uri
 
 
-def _check_registered(manifest: Manifest, entry: RegistryEntry) -> Manifest:
+def check_registered(manifest: Manifest, entry: RegistryEntry) -> Manifest:
     """The stored bundle must still be the one registered: same content digest as the registry recorded."""
     if manifest.content_digest != entry.digest:
         from berth.errors import IntegrityError

@@ -101,6 +101,21 @@ def test_packed_archive_is_a_source_too(tmp_path: Path, iris_bundle: Path, berth
     assert read_manifest(context.directory / "model").content_digest == read_manifest(iris_bundle).content_digest
 
 
+def test_registered_model_is_a_source_too(tmp_path: Path, iris_bundle: Path, berth_wheel: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from berth.registry import Registry
+
+    monkeypatch.setenv("BERTH_HOME", str(tmp_path / "home"))
+    for variable in ("BERTH_REGISTRY_URL", "BERTH_ARTIFACTS_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    Registry().register(iris_bundle, "iris", aliases=["production"])
+    context = build_context("models:/iris@production", tmp_path / "ctx", berth_wheel=str(berth_wheel))
+    assert read_manifest(context.directory / "model").content_digest == read_manifest(iris_bundle).content_digest
+    result = CliRunner().invoke(app, ["deploy", "k8s", "models:/iris/1", "-o", str(tmp_path / "k8s")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "k8s").is_dir() and any((tmp_path / "k8s").iterdir())
+
+
 def test_tampered_bundle_is_refused_and_nothing_is_left(tmp_path: Path, iris_bundle: Path, berth_wheel: Path) -> None:
     copy = tmp_path / "iris"
     shutil.copytree(iris_bundle, copy)

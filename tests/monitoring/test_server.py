@@ -36,6 +36,15 @@ def test_every_protocol_is_recorded_with_its_request_id(iris_bundle: Path, tmp_p
     assert table["probabilities"].to_pylist()[2] is None and len(table["probabilities"].to_pylist()[0]) == 3
 
 
+def test_cloud_platform_routes_are_recorded(iris_bundle: Path, tmp_path: Path) -> None:
+    with make_client([iris_bundle], monitor_dir=str(tmp_path), predict_route="/vertex/predict") as client:
+        azure = client.post("/score", json={"input_data": {"columns": FEATURES, "data": [ROW]}})
+        vertex = client.post("/vertex/predict", json={"instances": [ROW, ROW]})
+        assert [azure.status_code, vertex.status_code] == [200, 200]
+    table = Store(tmp_path).read("iris")
+    assert table["request_id"].to_pylist() == [azure.headers["x-request-id"]] + [vertex.headers["x-request-id"]] * 2
+
+
 def test_logging_off_and_sampling(iris_bundle: Path, tmp_path: Path) -> None:
     with make_client([iris_bundle], monitor_dir=str(tmp_path / "off"), log_predictions=False) as client:
         assert client.post("/predict", json={"features": ROW}).status_code == 200

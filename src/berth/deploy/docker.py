@@ -29,6 +29,7 @@ from berth.deploy import requirements
 from berth.deploy.targets import MODEL_DIR, Target, get_target
 from berth.errors import UsageError
 from berth.manifest import MANIFEST_NAME, Manifest
+from berth.model import MODEL_URI_SCHEME, check_registered, resolve_model_uri
 
 USER_ID = 10001
 VENV = "/opt/venv"
@@ -122,7 +123,11 @@ def _prepare_output(output: Path, overwrite: bool) -> None:
 
 
 def copy_bundle(uri: str | os.PathLike[str], destination: Path) -> Manifest:
-    """Copy the bundle at ``uri`` (directory, ``.berth`` archive or URL) to ``destination`` and verify the copy."""
+    """Copy the bundle at ``uri`` (directory, ``.berth`` archive, URL or ``models:/`` URI) to ``destination`` and
+    verify the copy (for a registered model, also against the digest the registry recorded)."""
+    if str(uri).startswith(MODEL_URI_SCHEME):
+        entry, location = resolve_model_uri(str(uri))
+        return check_registered(copy_bundle(location, destination), entry)
     if packing.is_archive(uri):
         destination.mkdir(parents=True)
         with storage.local_file(uri) as archive:

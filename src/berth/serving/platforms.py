@@ -121,7 +121,7 @@ def azure_decode(body: bytes, content_type: str | None) -> tuple[list[Any], Any]
                                      [{"loc": ["body", key], "msg": "unknown key"} for key in extra])
             data = payload["input_data"]
             if isinstance(data, dict) and "data" in data:
-                data = mlflow._split_to_columns(data)
+                data = mlflow.split_to_columns(data)
             return ["body", "input_data"], data
     key, data = mlflow.decode(body, content_type)
     return ["body", key], data
@@ -140,6 +140,7 @@ def add_routes(app: FastAPI, settings: ServeSettings, served: Served) -> None:
             result = await plane.predict(slot.runner, data)
         except SignatureError as exc:
             raise relocate(exc, *where) from None
+        request.state.prediction = (slot.runner, data, result)  # for the prediction log
         return {"predictions": json_values(result.predictions)}, 200
 
     async def vertex_predict(slot: Any, request: Request) -> tuple[Any, int]:
@@ -149,6 +150,7 @@ def add_routes(app: FastAPI, settings: ServeSettings, served: Served) -> None:
             result = await plane.predict(slot.runner, data)
         except SignatureError as exc:
             raise relocate(exc, "body", "instances") from None
+        request.state.prediction = (slot.runner, data, result)  # for the prediction log
         return {"predictions": json_values(result.predictions)}, 200
 
     async def vertex_health() -> Response:

@@ -35,11 +35,11 @@ def decode(body: bytes, content_type: str | None) -> tuple[str, Any]:
     key = present[0]
     data = payload[key]
     if key == "dataframe_split":
-        data = _split_to_columns(data)
+        data = split_to_columns(data)
     return key, data
 
 
-def _split_to_columns(split: Any) -> Any:
+def split_to_columns(split: Any) -> Any:
     if not isinstance(split, dict) or "data" not in split:
         raise SignatureError("dataframe_split needs an object with 'columns' and 'data'",
                              [{"loc": ["body", "dataframe_split"], "msg": "expected {columns, data}"}])
