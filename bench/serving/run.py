@@ -385,6 +385,7 @@ def server_env(env: str, model: Model | None = None) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "BENTOML_DO_NOT_TRACK": "true",
         "BENTOML_HOME": str(WORK / "bentoml-home"),
+        "BERTH_MONITOR_DIR": str(WORK / "berth-monitoring"),  # berth logs predictions (on by default) here
     })
     if model is not None:
         out["MODEL_PATH"] = str(model.joblib_path)
@@ -614,6 +615,8 @@ def render(data: dict[str, Any]) -> str:
         + f" Load average when the run started: {data['loadavg_start']}; when it ended: {data['loadavg_end']}.",
         "- Every server serves the same fitted model (scikit-learn of berth's .venv in every environment), "
         "trained on the whole iris frame; each is checked with one real prediction before the load.",
+        "- berth runs with its defaults: every prediction also goes to the prediction log (monitoring), "
+        "metrics on, validation on.",
         "",
         "| server | what | stack |",
         "| --- | --- | --- |",
