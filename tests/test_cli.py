@@ -47,10 +47,12 @@ def test_the_cli_module_imports_nothing_heavy() -> None:
 
 
 def test_usage_errors_exit_2_without_a_traceback(tmp_path: Path) -> None:
-    for args in (["nope"], ["inspect"], ["predict", str(tmp_path), "--input", "x.csv"]):
+    for args in (["nope"], ["inspect"], ["predict", str(tmp_path), "--input", "x.csv"],
+                 ["serve", str(tmp_path / "missing-bundle")]):
         done = run(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert "Traceback" not in done.stderr
+    assert "nothing to serve at" in done.stderr  # serve fails fast on a typo instead of starting unready
 
 
 def test_berth_errors_exit_with_their_code_and_a_clean_message(tmp_path: Path, iris_forest_bundle: Path,

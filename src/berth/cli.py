@@ -233,6 +233,9 @@ def serve_command(
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise UsageError("invalid server settings: " + "; ".join(problems)) from None
     uris, started = platforms.split_start_argument(uris)  # SageMaker starts containers with `serve`
+    missing = [uri for uri in uris if not uri.startswith("models:/") and "://" not in uri and not os.path.exists(uri)]
+    if missing:
+        raise UsageError(f"nothing to serve at {', '.join(missing)}: no such file or directory")
     settings = platforms.resolve(settings, given={k for k, v in given.items() if v is not None}, started=started)
     if backend != "local" or replicas or autoscale or address:
         from berth.deploy import ray_serve
