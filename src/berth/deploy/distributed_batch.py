@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -204,18 +205,22 @@ def score_partition(model: LoadedModel, partition: Partition, options: ScoreOpti
 _WORKER_MODELS: OrderedDict[ModelSpec, LoadedModel] = OrderedDict()
 _WORKER_CACHE_SIZE = 2  # a job's model, and one other: a long-lived worker keeps no model of old jobs
 _WORKER_LOADS = [0]
+_WORKER_LOCK = threading.Lock()
 
 
 def worker_model(spec: ModelSpec) -> LoadedModel:
-    """The model in this worker process, loaded and verified on first use, then reused for every partition."""
-    if spec in _WORKER_MODELS:
-        _WORKER_MODELS.move_to_end(spec)
-        return _WORKER_MODELS[spec]
-    model = _WORKER_MODELS[spec] = spec.load()
-    _WORKER_LOADS[0] += 1
-    while len(_WORKER_MODELS) > _WORKER_CACHE_SIZE:
-        _WORKER_MODELS.popitem(last=False)
-    return model
+    """The model in this worker process, loaded and verified on first use, then reused for every partition.
+
+    Locked: a worker with several threads (common on clusters) would otherwise load it once per thread."""
+    with _WORKER_LOCK:
+        if spec in _WORKER_MODELS:
+            _WORKER_MODELS.move_to_end(spec)
+            return _WORKER_MODELS[spec]
+        model = _WORKER_MODELS[spec] = spec.load()
+        _WORKER_LOADS[0] += 1
+        while len(_WORKER_MODELS) > _WORKER_CACHE_SIZE:
+            _WORKER_MODELS.popitem(last=False)
+        return model
 
 
 def worker_loads() -> int:
