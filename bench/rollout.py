@@ -6,7 +6,8 @@
 A real ``berth serve models:/iris@production`` (SQLite registry and file artifact store in a temporary
 BERTH_HOME) answers a steady stream of single-row requests from several client threads while the alias moves
 forward and back between three registered versions. For every move it reports the follow latency (from the
-alias move to the last answer by an older version: every worker has swapped by then), next to the poll
+alias move to the last request that an older version answered: every request sent later is answered by the new
+version on every worker; requests in flight at the swap finish on the version they started on), next to the poll
 interval plus the version's load time (from the server's own ``berth_model_load_seconds``), and it counts
 failed requests and answers from versions the alias never held. ``tests/e2e/test_rollout_under_load.py`` runs
 the same scenario and asserts on it.
@@ -152,7 +153,7 @@ def run_scenario(home: Path, *, workers: int = 2, clients: int = 8, poll_interva
                     break
             time.sleep(settle_s)
             with lock:
-                older = [a.received for a in scenario.answers
+                older = [a.sent for a in scenario.answers
                          if a.sent >= move.at and a.version is not None and a.version != str(target)]
             move.follow_s = (max(older) - move.at) if older else 0.0
             move.load_s = load_seconds(server.url, target)
@@ -177,8 +178,9 @@ def render(scenario: Scenario, started: str, seconds: float) -> str:
         f"`berth serve models:/iris@production --workers {scenario.workers} --poll-interval-s "
         f"{scenario.poll_interval_s:g}` (SQLite registry, file artifact store), {scenario.clients} client threads "
         "sending single-row `POST /predict` requests back to back (keep-alive) while the alias moves. Follow "
-        "latency: from the alias move to the last answer from an older version (every worker has swapped by "
-        "then); the bound the serving issue sets is the poll interval plus the version's load time.",
+        "latency: from the alias move to the sending of the last request an older version answered (every "
+        "request sent later got the new version, from every worker; requests in flight at the swap finish on "
+        "their version); the registry issue's bound is the poll interval plus the version's load time.",
         "",
         "| move | to version | follow latency s | poll + load s | within |",
         "| ---: | ---: | ---: | ---: | :---: |",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -125,3 +126,23 @@ def test_compatibility_rules(old: Signature, new: Signature, problem: str | None
     else:
         with pytest.raises(berth.errors.SignatureError, match=problem):
             check_compatible(old, new)
+
+
+def test_a_registry_outage_keeps_the_version_and_says_so(iris_versions: Registry, registry_home: Path) -> None:
+    import sqlite3
+
+    def rename(old: str, new: str) -> None:  # the alias table vanishes, as in a broken or half-restored database
+        with contextlib.closing(sqlite3.connect(registry_home / "registry.db")) as connection:
+            connection.execute(f"ALTER TABLE {old} RENAME TO {new}")
+            connection.commit()
+
+    with make_client(["models:/iris@production"], poll_interval_s=POLL_S) as client:
+        assert served_version(client) == "1"
+        rename("berth_aliases", "berth_aliases_away")
+        eventually(lambda: "cannot check" in client.get("/health/ready").json()["models"]["iris"].get("problem", ""))
+        assert served_version(client) == "1"
+        assert client.get("/health/ready").status_code == 200
+        rename("berth_aliases_away", "berth_aliases")
+        eventually(lambda: "problem" not in client.get("/health/ready").json()["models"]["iris"])
+        iris_versions.set_alias("iris", "production", 2)
+        eventually(lambda: served_version(client) == "2")

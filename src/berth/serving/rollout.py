@@ -70,9 +70,10 @@ class AliasFollower:
             for slot in self.following:
                 try:
                     await self.check(slot)
-                except Exception:  # a registry outage must not end the follower: it retries next poll
-                    log.exception("checking the alias of %s failed; still serving version %s", slot.name,
-                                  slot.runner.version)
+                except Exception as exc:  # a registry outage must not end the follower: it retries next poll
+                    slot.problem = (f"cannot check {slot.follows} in the registry ({type(exc).__name__}: {exc}); "
+                                    f"still serving version {slot.runner.version}")
+                    log.warning("%s", slot.problem)
 
     async def check(self, slot: ModelSlot) -> bool:
         """Swap ``slot`` to the alias's version if it moved; True when a swap happened."""
