@@ -179,7 +179,8 @@ def unpack_command(
 @app.command("serve")
 def serve_command(
     uris: Annotated[list[str], typer.Argument(
-        help="Bundles to serve: directories, .berth files, URLs, or plain .joblib/.pkl files (with --trust).")],
+        help="Bundles to serve: directories, .berth files, URLs, registered models (models:/NAME/VERSION, or "
+             "models:/NAME@ALIAS to follow the alias live), or plain .joblib/.pkl files (with --trust).")],
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default cores, at most 4).")] = None,
