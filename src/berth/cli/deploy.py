@@ -1,6 +1,6 @@
 """Commands for shipping: berth build, berth deploy k8s.
 
-Like ``berth.cli``, nothing heavy is imported at module level: each command imports what it uses.
+Like ``berth.cli.main``, nothing heavy is imported at module level: each command imports what it uses.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def inspect_command(
     if as_json:
         sys.stdout.write(manifest.to_json())
         return
-    from berth.cli_render import render_manifest, stdout_console
+    from berth.cli.render import render_manifest, stdout_console
 
     stdout_console().print(render_manifest(manifest))
 
@@ -127,7 +127,7 @@ def predict_command(
 ) -> None:
     """Score a file of rows, chunk by chunk, and write the predictions to another file."""
     from berth.batch import check_paths, predict_file
-    from berth.cli_render import progress_reporter
+    from berth.cli.render import progress_reporter
     from berth.model import load
 
     if engine is not None or address is not None or os.path.isdir(input):
@@ -258,9 +258,9 @@ def version_command() -> None:
 
 def install_command_groups() -> None:
     """Add the commands that live in their own modules (registry, monitoring, deployment)."""
-    from berth import cli_deploy, cli_monitor, cli_registry
+    from berth.cli import deploy, monitor, registry
 
-    for module in (cli_registry, cli_monitor, cli_deploy):
+    for module in (registry, monitor, deploy):
         module.install(app)
 
 
