@@ -215,12 +215,7 @@ def serve_command(
 
     Every option also reads BERTH_<NAME> from the environment (see docs/serving.md).
     """
-    from pydantic import ValidationError
-
-    from berth.errors import UsageError
-    from berth.serving import platforms
-    from berth.serving.server import run
-    from berth.serving.settings import ServeSettings
+    from berth.serving.launch import RayRequest, launch
 
     given = {"host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
              "max_batch_delay_ms": max_batch_delay_ms, "timeout_s": timeout_s, "max_body_mb": max_body_mb,
@@ -228,22 +223,7 @@ def serve_command(
              "poll_interval_s": poll_interval_s,
              "batching": False if no_batching else None, "log_predictions": log_predictions,
              "log_sample_rate": log_sample_rate, "monitor_dir": monitor_dir}
-    try:
-        settings = ServeSettings(**{k: v for k, v in given.items() if v is not None})
-    except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise UsageError("invalid server settings: " + "; ".join(problems)) from None
-    uris, started = platforms.split_start_argument(uris)  # SageMaker starts containers with `serve`
-    missing = [uri for uri in uris if not uri.startswith("models:/") and "://" not in uri and not os.path.exists(uri)]
-    if missing:
-        raise UsageError(f"nothing to serve at {', '.join(missing)}: no such file or directory")
-    settings = platforms.resolve(settings, given={k for k, v in given.items() if v is not None}, started=started)
-    if backend != "local" or replicas or autoscale or address:
-        from berth.deploy import ray_serve
-
-        ray_serve.run(uris, settings, ray_serve.options_from_cli(backend, replicas, autoscale, address, workers))
-        return
-    run(uris, settings)
+    launch(uris, given, ray=RayRequest(backend, replicas, autoscale, address))
 
 
 @app.command("version")
