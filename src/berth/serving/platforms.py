@@ -19,8 +19,8 @@ platform sets (``AIP_*`` → Vertex, ``SAGEMAKER_BIND_TO_PORT`` or the ``serve``
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
@@ -31,14 +31,17 @@ from berth.serving.protocols import mlflow, simple
 from berth.serving.responses import json_response
 from berth.serving.settings import ServeSettings
 
+if TYPE_CHECKING:
+    from berth.serving.dataplane import DataPlane
+    from berth.serving.handlers import Served
+    from berth.serving.slot import SlotView
+
 START_ARGUMENT = "serve"
 PLATFORM_PORT = 8080
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 BERTH_ROUTES = {"/predict", "/invocations", "/ping", "/score", "/health/live", "/health/ready", "/metrics", "/docs",
                 "/openapi.json", "/v2"}
 VERTEX_FALLBACK_ROUTES = ("/vertex/predict", "/vertex/health")  # when AIP_* routes are unset (local runs)
-
-Served = Callable[..., Callable[..., Callable[..., Awaitable[Response]]]]
 
 
 def split_start_argument(uris: Sequence[str]) -> tuple[list[str], bool]:
@@ -130,37 +133,42 @@ def azure_decode(body: bytes, content_type: str | None) -> tuple[list[Any], Any]
 # ---------------------------------------------------------------------------------------------- routes
 
 
+async def score(plane: DataPlane, slot: SlotView, request: Request) -> tuple[Any, int]:
+    """Azure ML's ``POST /score``."""
+    where, data = azure_decode(await request.body(), request.headers.get("content-type"))
+    try:
+        result = await plane.predict(slot.runner, data)
+    except SignatureError as exc:
+        raise relocate(exc, *where) from None
+    request.state.prediction = (slot.runner, data, result)  # for the prediction log
+    return {"predictions": json_values(result.predictions)}, 200
+
+
+async def vertex_predict(plane: DataPlane, slot: SlotView, request: Request) -> tuple[Any, int]:
+    """Vertex AI's predict route."""
+    instances = vertex_decode(decode_json(await request.body(), request.headers.get("content-type")))
+    _, data, _ = simple.decode({"instances": instances})
+    try:
+        result = await plane.predict(slot.runner, data)
+    except SignatureError as exc:
+        raise relocate(exc, "body", "instances") from None
+    request.state.prediction = (slot.runner, data, result)  # for the prediction log
+    return {"predictions": json_values(result.predictions)}, 200
+
+
 def add_routes(app: FastAPI, settings: ServeSettings, served: Served) -> None:
     """Register Azure's ``/score`` and, when configured, Vertex AI's predict and health routes."""
-    plane = app.state.plane
-
-    async def score(slot: Any, request: Request) -> tuple[Any, int]:
-        where, data = azure_decode(await request.body(), request.headers.get("content-type"))
-        try:
-            result = await plane.predict(slot.runner, data)
-        except SignatureError as exc:
-            raise relocate(exc, *where) from None
-        request.state.prediction = (slot.runner, data, result)  # for the prediction log
-        return {"predictions": json_values(result.predictions)}, 200
-
-    async def vertex_predict(slot: Any, request: Request) -> tuple[Any, int]:
-        instances = vertex_decode(decode_json(await request.body(), request.headers.get("content-type")))
-        _, data, _ = simple.decode({"instances": instances})
-        try:
-            result = await plane.predict(slot.runner, data)
-        except SignatureError as exc:
-            raise relocate(exc, "body", "instances") from None
-        request.state.prediction = (slot.runner, data, result)  # for the prediction log
-        return {"predictions": json_values(result.predictions)}, 200
+    plane = served.plane
 
     async def vertex_health() -> Response:
         return json_response({"ready": plane.ready}, 200 if plane.ready else 503)
 
     taken = {getattr(route, "path", None) for route in app.routes} | BERTH_ROUTES
-    app.add_api_route("/score", served("/score")(score), methods=["POST"], tags=["azure"], summary="Azure ML scoring")
+    app.add_api_route("/score", served.endpoint("/score", score), methods=["POST"], tags=["azure"],
+                      summary="Azure ML scoring")
     extra: list[tuple[str, Any, str]] = []
     if settings.predict_route:
-        extra.append((settings.predict_route, served("/vertex/predict")(vertex_predict), "POST"))
+        extra.append((settings.predict_route, served.endpoint("/vertex/predict", vertex_predict), "POST"))
     if settings.health_route:
         extra.append((settings.health_route, vertex_health, "GET"))
     for path, endpoint, method in extra:
