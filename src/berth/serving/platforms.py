@@ -25,6 +25,17 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from berth.contracts import (
+    MODEL_DIR,
+    PLATFORM_PORT,
+    SAGEMAKER_PORT_ENV,
+    START_ARGUMENT,
+    VERTEX_ENV,
+    VERTEX_FALLBACK_ROUTES,
+    VERTEX_HEALTH_ROUTE_ENV,
+    VERTEX_PORT_ENV,
+    VERTEX_PREDICT_ROUTE_ENV,
+)
 from berth.errors import SignatureError, UsageError
 from berth.serving.codec import decode_json, json_values, media_type, relocate, require_object
 from berth.serving.protocols import mlflow, simple
@@ -36,12 +47,8 @@ if TYPE_CHECKING:
     from berth.serving.handlers import Served
     from berth.serving.slot import SlotView
 
-START_ARGUMENT = "serve"
-PLATFORM_PORT = 8080
-SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 BERTH_ROUTES = {"/predict", "/invocations", "/ping", "/score", "/health/live", "/health/ready", "/metrics", "/docs",
                 "/openapi.json", "/v2"}
-VERTEX_FALLBACK_ROUTES = ("/vertex/predict", "/vertex/health")  # when AIP_* routes are unset (local runs)
 
 
 def split_start_argument(uris: Sequence[str]) -> tuple[list[str], bool]:
@@ -52,7 +59,7 @@ def split_start_argument(uris: Sequence[str]) -> tuple[list[str], bool]:
     kept = [uri for uri in uris if uri != START_ARGUMENT or os.path.exists(uri)]
     started = len(kept) != len(uris)
     if started and not kept:
-        kept = [SAGEMAKER_MODEL_DIR]
+        kept = [MODEL_DIR]
     return kept, started
 
 
@@ -66,9 +73,9 @@ def _port(environ: Mapping[str, str], variable: str) -> int | None:
 
 
 def detect(environ: Mapping[str, str], started: bool) -> str:
-    if any(key in environ for key in ("AIP_HTTP_PORT", "AIP_PREDICT_ROUTE", "AIP_HEALTH_ROUTE")):
+    if any(key in environ for key in VERTEX_ENV):
         return "vertex"
-    if started or "SAGEMAKER_BIND_TO_PORT" in environ:
+    if started or SAGEMAKER_PORT_ENV in environ:
         return "sagemaker"
     return ""
 
@@ -82,12 +89,12 @@ def resolve(settings: ServeSettings, environ: Mapping[str, str] | None = None, *
     update: dict[str, Any] = {"platform": platform}
     port: int | None = None
     if platform == "sagemaker":
-        port = _port(environ, "SAGEMAKER_BIND_TO_PORT") or (PLATFORM_PORT if started else None)
+        port = _port(environ, SAGEMAKER_PORT_ENV) or (PLATFORM_PORT if started else None)
     elif platform == "vertex":
-        port = _port(environ, "AIP_HTTP_PORT") or PLATFORM_PORT
-        update["predict_route"] = environ.get("AIP_PREDICT_ROUTE") or settings.predict_route or \
+        port = _port(environ, VERTEX_PORT_ENV) or PLATFORM_PORT
+        update["predict_route"] = environ.get(VERTEX_PREDICT_ROUTE_ENV) or settings.predict_route or \
             VERTEX_FALLBACK_ROUTES[0]
-        update["health_route"] = environ.get("AIP_HEALTH_ROUTE") or settings.health_route or \
+        update["health_route"] = environ.get(VERTEX_HEALTH_ROUTE_ENV) or settings.health_route or \
             VERTEX_FALLBACK_ROUTES[1]
     if port is not None and "port" not in given:
         update["port"] = port
