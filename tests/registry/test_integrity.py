@@ -3,8 +3,9 @@
 * 8 processes registering 8 bundles of one model at once, on a database none of them has seen before (so they
   also race to migrate it): versions 1..8, each exactly once, no errors.
 * 8 processes registering the same bundle: one version; the others are told it exists; one artifact left.
-* A registration killed at each point (``BERTH_REGISTRY_FAULT``: the process ends with ``os._exit``, running no
-  cleanup, as a SIGKILL would) leaves no visible version; the next registration removes its leftovers.
+* A registration killed at each point (the worker injects the fault, ``tests/registry/worker.py``: the process
+  ends with ``os._exit``, running no cleanup, as a SIGKILL would) leaves no visible version; the next
+  registration removes its leftovers.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ import pytest
 
 from berth.registry import Registry
 from berth.registry.database import head_revision
-from berth.registry.store import FAULT_ENV, FAULT_EXIT
 from tests.registry.conftest import MakeBundle, artifact_locations, backend_urls
+from tests.registry.worker import CRASH_POINTS, FAULT_ENV, FAULT_EXIT
 
 pytest_plugins = ["tests.s3_fixture", "tests.postgres_fixture"]
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 8
-CRASH_POINTS = ["pending", "upload", "uploaded", "verified", "commit"]
 
 
 def start_worker(url: str, artifacts: str, bundle: Path, name: str, go: Path | None = None,
