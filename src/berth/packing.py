@@ -11,9 +11,8 @@ import tarfile
 from pathlib import Path
 
 from berth import storage
-from berth.bundle import read_manifest, verify_directory
 from berth.errors import BundleError
-from berth.manifest import MANIFEST_NAME, Manifest
+from berth.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_directory
 
 SUFFIX = ".berth"
 

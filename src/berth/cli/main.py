@@ -193,6 +193,9 @@ def serve_command(
     max_body_mb: Annotated[float | None, typer.Option(help="Largest request body (default 10).")] = None,
     api_key: Annotated[list[str] | None, typer.Option(
         "--api-key", help="Require Authorization: Bearer KEY on prediction routes (repeatable).")] = None,
+    registry: Annotated[str | None, typer.Option(
+        "--registry", metavar="URL", help="The registry models:/ URIs resolve in: sqlite:///PATH or "
+        "postgresql://... (default $BERTH_REGISTRY_URL, else $BERTH_HOME/registry.db).")] = None,
     poll_interval_s: Annotated[float | None, typer.Option(
         help="For models:/NAME@ALIAS: how often to check where the alias points (default 5).")] = None,
     log_level: Annotated[str | None, typer.Option(help="critical, error, warning, info, debug.")] = None,
@@ -220,7 +223,7 @@ def serve_command(
     given = {"host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
              "max_batch_delay_ms": max_batch_delay_ms, "timeout_s": timeout_s, "max_body_mb": max_body_mb,
              "api_keys": api_key or None, "log_level": log_level, "trust": trust or None,
-             "poll_interval_s": poll_interval_s,
+             "poll_interval_s": poll_interval_s, "registry_url": registry,
              "batching": False if no_batching else None, "log_predictions": log_predictions,
              "log_sample_rate": log_sample_rate, "monitor_dir": monitor_dir}
     launch(uris, given, ray=RayRequest(backend, replicas, autoscale, address))
