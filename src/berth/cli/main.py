@@ -22,6 +22,17 @@ from berth.errors import BerthError, BerthWarning
 class BerthGroup(TyperGroup):
     """Turns berth's errors into a message and an exit code, for ``main()`` and test runners alike."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        show_flags_as_flags(self)
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)
+        for param in params:  # typer appends --install-completion / --show-completion after __init__
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -40,7 +51,7 @@ app = typer.Typer(
     name="berth",
     help="Save, inspect, import, pack, score and serve trained models as verified bundles.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -53,6 +64,51 @@ TrustedTypes = Annotated[list[str] | None, typer.Option(
     "--trusted-type", metavar="TYPE", help="A type a skops payload may construct (repeatable).")]
 AllowMismatch = Annotated[bool, typer.Option(
     "--allow-version-mismatch", help="Load even if Python or a library differs by a major version.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (for scripts).")]
+
+
+def show_flags_as_flags(command: Any) -> None:
+    """Show no value type beside a boolean flag (typer would print ``<bool>``): ``--trust`` takes no value.
+
+    Applied to every command and group under ``command``, and to the ``--help`` option each one makes.
+    """
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    make_help_option = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make_help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        show_flags_as_flags(sub)
+
+
+def version_line() -> str:
+    import platform
+
+    from berth import __version__
+
+    return f"berth {__version__} (Python {platform.python_version()})"
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=show_version, help="Print the versions of berth and Python, and exit.",
+    )] = False,
+) -> None:
+    pass
 
 
 @app.command("inspect")
@@ -73,11 +129,15 @@ def inspect_command(
 
 
 @app.command("verify")
-def verify_command(uri: Uri) -> None:
+def verify_command(uri: Uri, as_json: AsJson = False) -> None:
     """Check every file of a bundle against the sha256 in its manifest."""
     from berth.model import verify
 
     manifest = verify(uri)
+    if as_json:
+        print_json({"uri": str(uri), "ok": True, "name": manifest.name, "files": len(manifest.files),
+                    "content_digest": manifest.content_digest})
+        return
     typer.echo(f"OK {uri}: {files(len(manifest.files))} match, {manifest.content_digest}")
 
 
@@ -124,6 +184,7 @@ def predict_command(
              "is then a directory of Parquet parts (see docs/operations.md).")] = None,
     address: Annotated[str | None, typer.Option(
         help="An existing Ray (ray://HOST:10001) or Dask (tcp://HOST:8786) cluster for --engine.")] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Score a file of rows, chunk by chunk, and write the predictions to another file."""
     from berth.batch import check_paths, predict_file
@@ -139,6 +200,10 @@ def predict_command(
             result = predict_dataset(spec, input, output, engine=engine or "local", address=address,
                                      options=ScoreOptions(id_column, probabilities, chunk_size), progress=progress,
                                      model=spec.load())
+        if as_json:
+            print_json({"rows": result.rows, "output": str(result.output), "engine": engine or "local",
+                        "format": "parquet-parts"})
+            return
         typer.echo(f"wrote {result.rows} predictions to {result.output}/ (Parquet parts)", err=True)
         return
     check_paths(input, output)  # before the slow part: loading the model
@@ -147,6 +212,9 @@ def predict_command(
     with progress_reporter(enabled=sys.stderr.isatty()) as progress:
         result = predict_file(model, input, output, id_column=id_column, probabilities=probabilities,
                               chunk_size=chunk_size, progress=progress)
+    if as_json:
+        print_json({"rows": result.rows, "output": str(result.output)})
+        return
     typer.echo(f"wrote {result.rows} predictions to {result.output}", err=True)
 
 
@@ -231,12 +299,8 @@ def serve_command(
 
 @app.command("version")
 def version_command() -> None:
-    """Print the versions of berth and Python."""
-    import platform
-
-    from berth import __version__
-
-    typer.echo(f"berth {__version__} (Python {platform.python_version()})")
+    """Print the versions of berth and Python (as berth --version does)."""
+    typer.echo(version_line())
 
 
 def install_command_groups() -> None:
@@ -255,6 +319,13 @@ def describe(detail: dict[str, Any]) -> str:
     """One detail of an error: ``row 7 / petal width: expected a number, got string 'abc'``."""
     where = " / ".join(f"row {p}" if isinstance(p, int) else str(p) for p in detail.get("loc", []))
     return f"{where}: {detail.get('msg', '')}" if where else str(detail.get("msg", ""))
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout, for the ``--json`` option of the commands."""
+    import json
+
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
 def files(count: int) -> str:
