@@ -88,7 +88,7 @@ class PredictionRoute:
     openapi_extra: dict[str, Any] | None = field(default=None, compare=False)
 
 
-ANY_JSON = {"requestBody": {"content": {"application/json": {"schema": {}}}}}
+ANY_JSON: dict[str, Any] = {"requestBody": {"content": {"application/json": {"schema": {}}}}}
 V2_MODEL = ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
 
 PREDICTION_ROUTES: tuple[PredictionRoute, ...] = (

@@ -13,7 +13,7 @@ from berth.serving.codec import dumps
 OPEN_PREFIXES = ("/health", "/ping", "/metrics", "/docs", "/openapi.json", "/redoc", "/v2/health")
 
 
-async def _send_error(send: Send, error: BerthError, *, v2: bool, extra: list[tuple[bytes, bytes]] = ()) -> None:
+async def _send_error(send: Send, error: BerthError, *, v2: bool, extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
     status, payload = render_error(error, v2=v2)
     body = dumps(payload)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
