@@ -17,8 +17,8 @@ from starlette.responses import Response
 from berth.errors import BerthError
 from berth.serving import monitor_routes, openapi, platforms
 from berth.serving.dataplane import DataPlane, ModelSource
-from berth.serving.fastpath import PredictionRoutes
-from berth.serving.handlers import PREDICTION_ROUTES, Endpoint, PredictionRoute, Served
+from berth.serving.fastpath import Endpoint, PredictionRoutes
+from berth.serving.handlers import PREDICTION_ROUTES, PredictionRoute, Served
 from berth.serving.metrics import Metrics
 from berth.serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from berth.serving.recording import Recorder

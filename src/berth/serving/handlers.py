@@ -19,6 +19,7 @@ from starlette.responses import Response
 from berth.errors import ModelNotFoundError, SignatureError
 from berth.serving.codec import decode_json
 from berth.serving.dataplane import DataPlane
+from berth.serving.fastpath import Endpoint
 from berth.serving.metrics import Metrics
 from berth.serving.protocols import mlflow, simple, v2
 from berth.serving.recording import Recorder
@@ -26,7 +27,6 @@ from berth.serving.responses import error_response, json_response
 from berth.serving.slot import SlotView
 
 Handler = Callable[[DataPlane, SlotView, Request], Awaitable[tuple[Any, int]]]
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 # ---------------------------------------------------------------------------------------------- prediction
 
