@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from berth.errors import (
     UsageError,
 )
 from berth.manifest import MANIFEST_NAME, Manifest, sanitize_params, sha256_file
+from berth.source import LocalBundle, ModelResolver, Uri, open_bundle
 
 SUFFIXES = {".joblib": "joblib", ".jbl": "joblib", ".pkl": "pickle", ".pickle": "pickle", ".sav": "pickle",
             ".onnx": "onnx"}
@@ -32,6 +36,26 @@ COMPRESSIONS = (".gz", ".z", ".bz2", ".xz", ".lzma")  # joblib.dump compresses b
 UNSAFE = frozenset({"joblib", "pickle"})
 FEATURE_NAME_KEYS = ("feature_names", "feature_names_in", "features", "feature_columns", "columns")
 WRAPPER_KEYS = ("model", "estimator", "pipeline")
+
+
+def is_plain_model_file(uri: Uri) -> bool:
+    """A file made the tutorial way (``joblib.dump``, ``pickle.dump``, an ONNX file), not a bundle."""
+    name = str(uri).lower()
+    name = name.removesuffix(next((c for c in COMPRESSIONS if name.endswith(c)), ""))
+    return name.endswith(tuple(SUFFIXES))
+
+
+@contextmanager
+def open_model(uri: Uri, *, registry: ModelResolver | None = None, trust: bool = False) -> Iterator[LocalBundle]:
+    """For the server: :func:`berth.source.open_bundle`, or for a plain model file a temporary bundle imported
+    from it (``trust`` allows pickle and joblib files)."""
+    if not is_plain_model_file(uri):
+        with open_bundle(uri, registry=registry) as bundle:
+            yield bundle
+        return
+    with tempfile.TemporaryDirectory(prefix="berth-import-") as scratch:
+        directory = Path(scratch) / Path(str(uri)).stem
+        yield LocalBundle(str(uri), directory, import_model(uri, directory, trust=trust))
 
 
 def import_model(

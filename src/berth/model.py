@@ -13,8 +13,9 @@ from berth.coercion import coerce
 from berth.errors import BerthError, FlavorError, PredictionError
 from berth.flavors.base import Predictor, get_flavor
 from berth.manifest import Manifest
+from berth.registry.default import registry_for
 from berth.signature import Signature
-from berth.source import LocalBundle, open_bundle, read_manifest_at, registry_for
+from berth.source import LocalBundle, open_bundle, read_manifest_at
 
 if TYPE_CHECKING:
     from berth.registry.store import Registry

@@ -116,9 +116,9 @@ def test_berth_serve_passes_registry_on_as_the_registry_url(monkeypatch: pytest.
 
 
 def test_only_the_entry_points_reach_for_the_default_registry() -> None:
-    """Below berth.source.registry_for (called by berth.load/inspect/verify, create_app, build_context and the
+    """Below berth.registry.default.registry_for (called by berth.load/inspect/verify, create_app, build_context and the
     Ray replica), modules are passed a registry."""
     root = Path(__file__).parents[2] / "src" / "berth"
     callers = sorted(str(path.relative_to(root)) for path in root.rglob("*.py")
                      if "default_registry(" in path.read_text())
-    assert callers == ["registry/store.py", "source.py"], callers
+    assert callers == ["registry/default.py", "registry/store.py"], callers

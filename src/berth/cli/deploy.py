@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from berth.cli.output import print_json
+
 Uri = Annotated[str, typer.Argument(help="A bundle directory, a packed .berth file, a URL (s3://...) or a "
                                               "registered model (models:/NAME/VERSION, models:/NAME@ALIAS).")]
 Output = Annotated[str, typer.Option("--output", "-o", help="The directory to write.")]
@@ -34,7 +36,6 @@ def build_command(
     as_json: AsJson = False,
 ) -> None:
     """Write a Docker build context: the bundle, pinned requirements.txt and a Dockerfile."""
-    from berth.cli.main import print_json
     from berth.deploy.docker import build_context
 
     context = build_context(uri, output, target=target, base_image=base_image,
@@ -81,7 +82,6 @@ def k8s_command(
     as_json: AsJson = False,
 ) -> None:
     """Write Kubernetes manifests: ConfigMap, Deployment, Service, HorizontalPodAutoscaler (and KServe)."""
-    from berth.cli.main import print_json
     from berth.deploy.kubernetes import KubernetesOptions, write
     from berth.errors import UsageError
     from berth.model import inspect

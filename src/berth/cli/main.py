@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from berth.cli.output import print_json
 from berth.errors import BerthError, BerthWarning
 
 
@@ -331,13 +332,6 @@ def describe(detail: dict[str, Any]) -> str:
     """One detail of an error: ``row 7 / petal width: expected a number, got string 'abc'``."""
     where = " / ".join(f"row {p}" if isinstance(p, int) else str(p) for p in detail.get("loc", []))
     return f"{where}: {detail.get('msg', '')}" if where else str(detail.get("msg", ""))
-
-
-def print_json(value: Any) -> None:
-    """One JSON document on stdout, for the ``--json`` option of the commands."""
-    import json
-
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
 def bundle_summary(output: str, manifest: Any) -> dict[str, Any]:

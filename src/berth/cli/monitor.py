@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from berth.cli.output import print_json
+
 monitor_app = typer.Typer(name="monitor", no_args_is_help=True, add_completion=False,
                           help="Drift, data quality and accuracy of served models, from their prediction log.")
 
@@ -137,11 +139,10 @@ def check_command(
                           config=_config(drift_method, dataset_share, small_sample), bundle=bundle)
     problems, notes = check(report, metric=metric, max_drop=max_drop, minimum=minimum, min_labels=min_labels)
     if as_json:
-        import json
 
         verdict = {"model": name, "ok": not problems, "rows": report["rows"], "since": since, "version": version,
                    "problems": problems, "notes": notes}
-        sys.stdout.write(json.dumps(verdict, indent=2, default=str) + "\n")
+        print_json(verdict)
         if problems:
             raise typer.Exit(1)
         return

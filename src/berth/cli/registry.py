@@ -6,11 +6,11 @@ prints rich tables (or a line) for people and ``--json`` for scripts; errors are
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from berth.cli.output import print_json
 
 if TYPE_CHECKING:
     from berth.registry.records import ModelVersion
@@ -45,9 +45,6 @@ def open_registry(url: str | None, artifacts: str | None = None) -> Registry:
 
     return Registry(url, artifacts)
 
-
-def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
 def parse_tags(values: list[str] | None) -> dict[str, str]:
@@ -85,7 +82,7 @@ def register_command(
     with open_registry(registry, artifacts) as store:
         version = store.register(bundle, name, aliases=alias or [], tags=tags, description=description)
     if as_json:
-        emit_json(version.to_dict())
+        print_json(version.to_dict())
         return
     if version.existing:
         say(f"{name} version {version.version} already holds this bundle ({version.digest}); nothing copied")
@@ -105,7 +102,7 @@ def rollback_command(
     with open_registry(registry) as store:
         version = store.rollback(name, alias)
     if as_json:
-        emit_json({"name": name, "alias": alias, "version": version.version})
+        print_json({"name": name, "alias": alias, "version": version.version})
     else:
         say(f"{name}@{alias} -> version {version.version}")
 
@@ -120,7 +117,7 @@ def audit_command(
     with open_registry(registry) as store:
         events = store.audit(name, limit)
     if as_json:
-        emit_json([event.to_dict() for event in events])
+        print_json([event.to_dict() for event in events])
         return
     from rich.table import Table
     from rich.text import Text
@@ -145,7 +142,7 @@ def models_list_command(registry: RegistryUrl = None, as_json: AsJson = False) -
     with open_registry(registry) as store:
         models = store.list_models()
     if as_json:
-        emit_json([model.to_dict() for model in models])
+        print_json([model.to_dict() for model in models])
         return
     from rich.table import Table
     from rich.text import Text
@@ -169,7 +166,7 @@ def models_show_command(name: Name, registry: RegistryUrl = None, as_json: AsJso
         model = store.get_model(name)
         versions = store.versions(name)
     if as_json:
-        emit_json({**model.to_dict(), "versions": [version.to_dict() for version in versions]})
+        print_json({**model.to_dict(), "versions": [version.to_dict() for version in versions]})
         return
     from rich.console import Group
     from rich.table import Table
@@ -209,7 +206,7 @@ def models_diff_command(
     with open_registry(registry) as store:
         sections = diff_versions(store, name, first, second)
     if as_json:
-        emit_json({"name": name, "versions": [first, second], "sections": sections})
+        print_json({"name": name, "versions": [first, second], "sections": sections})
         return
     from rich.table import Table
     from rich.text import Text
@@ -241,7 +238,7 @@ def models_delete_command(
         else:
             deleted = store.delete_model(name, force=force)
     if as_json:
-        emit_json({"name": name, "deleted_versions": deleted, "model_deleted": version is None})
+        print_json({"name": name, "deleted_versions": deleted, "model_deleted": version is None})
     elif version is not None:
         say(f"deleted {name} version {version}")
     else:
@@ -267,7 +264,7 @@ def models_tag_command(
     with open_registry(registry) as store:
         updated = store.set_tags(name, version, tags, remove or [])
     if as_json:
-        emit_json(updated.to_dict())
+        print_json(updated.to_dict())
     else:
         say(f"{name} version {version} tags: " + (", ".join(f"{k}={v}" for k, v in updated.tags.items()) or "none"))
 
@@ -300,14 +297,14 @@ def alias_rm_command(
     with open_registry(registry) as store:
         old = store.remove_alias(name, alias)
     if as_json:
-        emit_json({"name": name, "alias": alias, "removed_from": old})
+        print_json({"name": name, "alias": alias, "removed_from": old})
     else:
         say(f"removed alias {name}@{alias} (was version {old})")
 
 
 def report_alias(name: str, alias: str, version: ModelVersion, as_json: bool) -> None:
     if as_json:
-        emit_json({"name": name, "alias": alias, "version": version.version})
+        print_json({"name": name, "alias": alias, "version": version.version})
     else:
         say(f"{name}@{alias} -> version {version.version}")
 
@@ -324,7 +321,7 @@ def registry_upgrade_command(registry: RegistryUrl = None, as_json: AsJson = Fal
         before, after = store.upgrade()
         where = display_url(store.url)
     if as_json:
-        emit_json({"registry": where, "from": before, "to": after})
+        print_json({"registry": where, "from": before, "to": after})
     elif before == after:
         say(f"registry {where} is at the current schema ({after})")
     else:
@@ -342,7 +339,7 @@ def registry_clean_command(
     with open_registry(registry) as store:
         removed = store.clean_orphans(older_than)
     if as_json:
-        emit_json({"removed": removed})
+        print_json({"removed": removed})
     else:
         say(f"removed {len(removed)} orphaned artifact location(s)")
         for location in removed:

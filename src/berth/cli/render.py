@@ -205,3 +205,4 @@ def progress_reporter(*, enabled: bool) -> Iterator[ProgressCallback | None]:
             bar.update(task, completed=done, total=total)
 
         yield update
+

@@ -29,7 +29,8 @@ from berth.deploy import requirements
 from berth.deploy.targets import MODEL_DIR, Target, get_target
 from berth.errors import UsageError
 from berth.manifest import MANIFEST_NAME, Manifest, verify_directory
-from berth.source import open_bundle, registry_for
+from berth.registry.default import registry_for
+from berth.source import open_bundle
 
 if TYPE_CHECKING:
     from berth.registry.store import Registry

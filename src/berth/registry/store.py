@@ -625,7 +625,7 @@ def default_registry(url: str | None = None) -> Registry:
     """The registry at ``url`` (default: the one the environment names), shared per URL pair.
 
     For entry points given no :class:`Registry` (``berth.load``, ``create_app``, the CLI), through
-    :func:`berth.source.registry_for`; modules below them are passed the registry and never call this.
+    :func:`berth.registry.default.registry_for`; modules below them are passed the registry and never call this.
     """
     key = (database.normalize_url(url or default_url()), default_artifacts())
     with _defaults_lock:

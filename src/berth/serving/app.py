@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 from berth.errors import BerthError
+from berth.registry.default import registry_for
 from berth.serving import monitor_routes, openapi, platforms
 from berth.serving.dataplane import DataPlane, ModelSource
 from berth.serving.fastpath import Endpoint, PredictionRoutes
@@ -25,7 +26,6 @@ from berth.serving.recording import Recorder
 from berth.serving.responses import error_response
 from berth.serving.rollout import AliasFollower
 from berth.serving.settings import ServeSettings
-from berth.source import registry_for
 from berth.version import version
 
 if TYPE_CHECKING:

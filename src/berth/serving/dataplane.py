@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from berth.errors import BerthError, ModelNotFoundError, NotReadyError, RequestTimeoutError
+from berth.importer import open_model
 from berth.model import LoadedModel, load_bundle
 from berth.serving.metrics import Metrics
 from berth.serving.settings import ServeSettings
 from berth.serving.slot import ModelSlot, Prediction, Runner
-from berth.source import open_bundle
 
 if TYPE_CHECKING:
     from berth.registry.store import Registry
@@ -53,7 +53,7 @@ class ModelSource:
 def load_source(uri: str, *, trust: bool, registry: Registry | None = None) -> LoadedModel:
     """Load a bundle (or a ``models:/`` URI, from ``registry``), or import a plain model file into a temporary
     bundle first (pickle needs ``trust``)."""
-    with open_bundle(uri, registry=registry, plain_files=True, trust=trust) as bundle:
+    with open_model(uri, registry=registry, trust=trust) as bundle:
         return load_bundle(bundle, trust=trust)
 
 

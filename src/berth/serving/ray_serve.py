@@ -116,8 +116,8 @@ class BerthReplica:
     """
 
     def __init__(self, sources: list[str], settings: dict[str, Any]) -> None:
+        from berth.registry.default import registry_for
         from berth.serving.dataplane import ModelSource, load_source
-        from berth.source import registry_for
 
         self.settings = ServeSettings.model_validate(settings)
         metrics_dir = os.environ.get(METRICS_DIR_ENV)
@@ -204,8 +204,8 @@ def run(sources: Sequence[str], settings: ServeSettings, options: RayServeOption
 
     uris = absolute_sources(sources)
     if options.address is None:
+        from berth.importer import is_plain_model_file
         from berth.model import inspect
-        from berth.source import is_plain_model_file
 
         for uri in uris:  # a missing or broken local bundle fails here, before Ray starts
             if ":" not in uri and not is_plain_model_file(uri):
