@@ -133,8 +133,8 @@ def inspect(uri: str | os.PathLike[str]) -> Manifest:
         entry, location = resolve_model_uri(str(uri))
         return check_registered(inspect(location), entry)
     if packing.is_archive(uri):
-        with storage.local_file(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
-            return packing.extract(archive, Path(scratch))
+        with storage.local_file(uri) as archive:
+            return packing.check_archive(archive)  # every file streamed and hashed, nothing written
     if storage.is_remote(uri):
         location = storage.join(str(uri), MANIFEST_NAME)
         try:
@@ -151,7 +151,7 @@ def verify(uri: str | os.PathLike[str]) -> Manifest:
         entry, location = resolve_model_uri(str(uri))
         return check_registered(verify(location), entry)
     if packing.is_archive(uri):
-        return inspect(uri)  # extraction verifies
+        return inspect(uri)  # reading the archive verifies every file
     with storage.local_directory(uri) as directory:
         manifest = read_manifest(directory)
         verify_directory(directory, manifest)

@@ -1,15 +1,17 @@
 """One-file transport of a bundle: a gzip-compressed tar archive, conventionally ``NAME.berth``.
 
-Packing verifies the bundle first; unpacking extracts with tarfile's ``data`` filter (no absolute paths, no
-links out of the target, no device files) into a staging directory, verifies, then renames into place.
+Packing verifies the bundle first and writes only the manifest and the files it lists; unpacking reads the
+archive with berth's own strict reader (:mod:`berth.archive`: regular files the manifest lists, sizes and
+hashes checked while streaming, never ``tarfile`` extraction) into a staging directory, then renames it into
+place.
 """
 
 from __future__ import annotations
 
 import os
-import tarfile
 from pathlib import Path
 
+from berth import archive as archive_format
 from berth import storage
 from berth.bundle import read_manifest, verify_directory
 from berth.errors import BundleError
@@ -25,23 +27,19 @@ def pack(bundle: str | os.PathLike[str], output: str | os.PathLike[str], *, over
     with storage.local_directory(bundle) as directory:
         manifest = read_manifest(directory)
         verify_directory(directory, manifest)
-        with storage.staged_file(output) as archive, tarfile.open(archive, "w:gz", compresslevel=6) as tar:
-            tar.add(directory / MANIFEST_NAME, arcname=MANIFEST_NAME)
-            for entry in manifest.files:
-                tar.add(directory / entry.path, arcname=entry.path)
+        with storage.staged_file(output) as archive:
+            archive_format.write(archive, directory, manifest)
     return manifest
 
 
 def extract(archive: Path, directory: Path) -> Manifest:
-    """Extract a packed bundle into the empty ``directory`` and verify it."""
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(directory, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise BundleError(f"{archive.name} is not a readable berth archive: {exc}") from exc
-    manifest = read_manifest(directory)
-    verify_directory(directory, manifest)
-    return manifest
+    """Extract a packed bundle into the empty ``directory``, every file checked against the manifest."""
+    return archive_format.read(archive, directory)
+
+
+def check_archive(archive: Path) -> Manifest:
+    """Read and check a packed bundle without writing anything: its manifest, once every file is verified."""
+    return archive_format.read(archive, None)
 
 
 def unpack(archive: str | os.PathLike[str], output: str | os.PathLike[str], *, overwrite: bool = False) -> Manifest:

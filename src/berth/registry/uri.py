@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 
 from berth.errors import RegistryError
+from berth.names import NAME_PATTERN  # the one name rule: registry, manifests, store, server
 
 SCHEME = "models:/"
 LATEST = "latest"
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ALIAS_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest"
 

@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,10 @@ class DataPlane:
         self.slots: dict[str, ModelSlot] = {}
         self.problems: dict[str, str] = {}
         self.loading_done = False
+        # Called (from the loading thread) when a local source cannot be served: a path or file either loads
+        # or never will, so the server stops and says why. A models:/ URI can fail for a while (the registry
+        # or its storage is down): that is a not-ready server, not a fatal one.
+        self.on_fatal: Callable[[str], None] | None = None
 
     # ------------------------------------------------------------------ loading
 
@@ -134,6 +138,14 @@ class DataPlane:
                 log.error("cannot serve %s: %s", source.describe(), message)
         settle_heap()
         self.loading_done = True
+        fatal = self.fatal_problems()
+        if fatal and self.on_fatal is not None:
+            self.on_fatal(fatal)
+
+    def fatal_problems(self) -> str:
+        """Why local sources (paths, files: not models:/ URIs) could not be loaded; empty when all were."""
+        local = [s.describe() for s in self.sources if s.model is None and not (s.uri or "").startswith("models:/")]
+        return "; ".join(f"cannot serve {uri}: {self.problems[uri]}" for uri in local if uri in self.problems)
 
     @property
     def ready(self) -> bool:
