@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from berth.errors import BundleError, UsageError
+from berth import config
+from berth.errors import BundleError
 from berth.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest
 
 BLOCK = 512
@@ -61,21 +62,7 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
-        return cls(_env_int("BERTH_ARCHIVE_MAX_BYTES", DEFAULT_MAX_BYTES),
-                   _env_int("BERTH_ARCHIVE_MAX_FILES", DEFAULT_MAX_FILES))
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UsageError(f"{name}={raw!r}: expected a whole number") from None
-    if value < 1:
-        raise UsageError(f"{name}={raw!r}: expected a positive number")
-    return value
+        return cls(config.archive_max_bytes(DEFAULT_MAX_BYTES), config.archive_max_files(DEFAULT_MAX_FILES))
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,25 @@
 """One rule each for the strings that name things: model names, versions, and a bundle's file paths.
 
+A model name starts with a letter or a digit, then letters, digits, ``.``, ``_`` and ``-``, at most 128
+characters in all: safe as a path segment (the monitoring store keeps a directory per model), in a URL
+(``models:/NAME/3``, ``/v2/models/NAME/infer``) and as a Prometheus label value. The registry, model URIs, the
+monitoring store, the server and manifests share it.
+
 Anything that comes from a bundle (a manifest is data anyone can write) is checked against these rules before
-it names a file, an HTTP header or a metric label: at manifest parse time (``berth.manifest``) and again where
-the value is used (the monitoring store, the server's model slots). The rules are deliberately narrow ASCII
-tokens: they cannot hold a path separator, ``..``, a control character, whitespace or a header delimiter.
+it names a file, an HTTP header or a metric label: at manifest parse time (``berth.manifest_rules``) and again
+where the value is used (the monitoring store, the server's model slots). The rules are deliberately narrow
+ASCII tokens: they cannot hold a path separator, ``..``, a control character, whitespace or a header delimiter.
 """
 
 from __future__ import annotations
 
 import re
 
-# a model name: also a directory under the monitoring store, a URL path segment and a metric label value
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+from berth.errors import BerthError, UsageError
+
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MODEL_NAME_RULE = "use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters"
+NAME_PATTERN = MODEL_NAME_PATTERN
 # a version (of a served model, of Python, of a library): a file name under the store and a header value
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]{0,63}")
 # one segment of a payload file's path inside a bundle; no leading dot, so never "." or ".."
@@ -26,7 +34,7 @@ RESERVED_PATHS = frozenset({"berth.json"})  # the manifest itself is never a lis
 
 
 def is_name(value: object) -> bool:
-    return isinstance(value, str) and NAME_PATTERN.fullmatch(value) is not None
+    return is_model_name(value)
 
 
 def is_version(value: object) -> bool:
@@ -85,3 +93,15 @@ def path_problem(value: object) -> str | None:
     if value.casefold() in RESERVED_PATHS:
         return f"{shown(value)} is the manifest's own name"
     return None
+
+
+def is_model_name(name: object) -> bool:
+    return isinstance(name, str) and MODEL_NAME_PATTERN.fullmatch(name) is not None
+
+
+def check_model_name(name: str, context: str | None = None, *, error: type[BerthError] = UsageError) -> str:
+    """``name`` if it follows the rule; otherwise ``error`` (a :class:`UsageError` unless the caller says)."""
+    if not is_model_name(name):
+        where = f" in {context!r}" if context and context != name else ""
+        raise error(f"invalid model name {name!r}{where}: {MODEL_NAME_RULE}")
+    return name

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from berth import archive as archive_format
 from berth import storage
-from berth.bundle import read_manifest, verify_directory
 from berth.errors import BundleError
-from berth.manifest import MANIFEST_NAME, Manifest
+from berth.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_directory
 
 SUFFIX = ".berth"
 
@@ -44,6 +43,8 @@ def check_archive(archive: Path) -> Manifest:
 
 def unpack(archive: str | os.PathLike[str], output: str | os.PathLike[str], *, overwrite: bool = False) -> Manifest:
     """Unpack the archive at ``archive`` into the bundle directory ``output`` (a path or an fsspec URL)."""
+    if not storage.is_remote(archive) and storage.local_path(archive).is_dir():
+        raise BundleError(f"{archive} is a directory, not a {SUFFIX} archive (berth pack writes one)")
     if storage.exists(storage.join(str(output), MANIFEST_NAME)) and not overwrite:
         raise BundleError(f"{output} already holds a bundle; pass overwrite=True (--overwrite) to replace it")
     with storage.local_file(archive) as local, storage.staging_directory(output) as staged:

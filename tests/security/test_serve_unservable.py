@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import berth
-from tests.e2e.server_process import free_port
+from support.ports import free_port
 
 BERTH = Path(sys.executable).parent / "berth"
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +89,7 @@ def test_one_bad_among_good_sources_still_exits(small_bundle: Path, corrupt_bund
 
 def test_a_trusted_pickle_bundle_still_serves(pickle_bundle: Path) -> None:
     """The control: the same bundle with --trust starts (and is stopped by the test)."""
-    from tests.e2e.server_process import ServerProcess
+    from support.server_process import ServerProcess
 
     server = ServerProcess(str(pickle_bundle), "--trust", "--workers", "1")
     try:

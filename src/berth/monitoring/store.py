@@ -30,8 +30,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from berth import names
+from berth import config, names
 from berth.errors import StorageError, UsageError
+from berth.names import check_model_name
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
@@ -42,10 +43,7 @@ _DAY = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
 def monitor_dir() -> Path:
     """The monitoring directory: ``BERTH_MONITOR_DIR``, else ``$BERTH_HOME/monitoring``, else ``~/.berth/...``."""
-    explicit = os.environ.get("BERTH_MONITOR_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    return Path(os.environ.get("BERTH_HOME") or Path.home() / ".berth").expanduser() / "monitoring"
+    return config.monitor_dir()
 
 
 def utc(value: dt.datetime) -> dt.datetime:
@@ -53,11 +51,8 @@ def utc(value: dt.datetime) -> dt.datetime:
 
 
 def check_name(model: str) -> str:
-    """A model name names a directory of the store: it must pass the one name rule (berth.names)."""
-    problem = names.name_problem(model)
-    if problem:
-        raise UsageError(f"invalid model name: {problem}")
-    return model
+    """The model-name rule of :mod:`berth.names` (the name is a directory here)."""
+    return check_model_name(model)
 
 
 def check_version(version: str) -> str:
