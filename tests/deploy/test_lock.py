@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.bundle import read_manifest
+from berth.manifest import read_manifest
 from berth.deploy import lock
 from berth.deploy.docker import build_context
 from berth.errors import UsageError
