@@ -33,6 +33,7 @@ import io
 import os
 import shutil
 import tarfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,7 @@ class _Reader:
     def read_exact(self, size: int) -> bytes:
         data = self.stream.read(size)
         if len(data) != size:
-            raise self.fail("it ends in the middle of a member (truncated)")
+            raise self.fail("it is damaged or truncated (it ends in the middle of a member)")
         return data
 
     def next_member(self) -> Member | None:
@@ -113,9 +114,9 @@ class _Reader:
         while True:
             block = self.stream.read(BLOCK)
             if not block and pax is None:
-                raise self.fail("it ends without the end-of-archive marker (truncated)")
+                raise self.fail("it is damaged or truncated (no end-of-archive marker)")
             if len(block) != BLOCK:
-                raise self.fail("it ends in the middle of a header (truncated)")
+                raise self.fail("it is damaged or truncated (it ends in the middle of a header)")
             if block == bytes(BLOCK):
                 if pax is not None:
                     raise self.fail("a pax header is followed by no member")
@@ -209,7 +210,7 @@ class _Reader:
         while remaining:
             chunk = self.stream.read(min(CHUNK, remaining))
             if not chunk:
-                raise self.fail("it ends in the middle of a member (truncated)")
+                raise self.fail("it is damaged or truncated (it ends in the middle of a member)")
             remaining -= len(chunk)
             digest.update(chunk)
             write(chunk)
@@ -221,7 +222,7 @@ def _open_stream(archive: Path, source: str) -> gzip.GzipFile:
     with archive.open("rb") as handle:
         head = handle.read(2)
     if head != GZIP_MAGIC:
-        raise BundleError(f"{source} is not a berth archive: it is not gzip-compressed")
+        raise BundleError(f"{source} is not a berth archive: it is not a gzip-compressed tar file (made by berth pack)")
     return gzip.GzipFile(archive, "rb")
 
 
@@ -253,8 +254,11 @@ def read(archive: Path, directory: Path | None, *, limits: Limits | None = None)
     try:
         with _open_stream(archive, source) as stream:
             return _read(_Reader(stream, source), directory, limits)  # type: ignore[arg-type]
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise BundleError(f"{source} is not a readable berth archive: {exc}") from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a cut or corrupted compressed stream
+        raise BundleError(f"{source} is not a readable berth archive: the archive is damaged or truncated "
+                          f"({' '.join(str(exc).split())})") from exc
+    except OSError as exc:
+        raise BundleError(f"{source} is not a readable berth archive: {' '.join(str(exc).split())}") from exc
 
 
 def _read(reader: _Reader, directory: Path | None, limits: Limits) -> Manifest:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from berth.manifest import read_manifest
 from berth.deploy import lock
 from berth.deploy.docker import build_context
 from berth.errors import UsageError
+from berth.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 HASHED = re.compile(r"^(?P<req>\S+)( \\\n    | )--hash=sha256:[0-9a-f]{64}$", re.MULTILINE)

@@ -155,9 +155,15 @@ CASES: dict[str, Case] = {
         lambda m, p, out: listed(m, p, Entry("innocent", b"owned", pax={"path": "../pwned"})),
         "'../pwned' is not a file its manifest lists"),
     "not-gzip": Case(lambda m, p, out: tar([Entry("berth.json", manifest_bytes(m)), Entry(*p)]),
-                     "not gzip-compressed"),
+                     "not a gzip-compressed tar file"),
     "truncated": Case(lambda m, p, out: gz(tar([Entry("berth.json", manifest_bytes(m)), Entry(*p)])[:2000]),
-                      "truncated"),
+                      "damaged or truncated"),
+    "compressed-stream-cut": Case(lambda m, p, out: gz(tar([Entry("berth.json", manifest_bytes(m)), Entry(*p)]))[:900],
+                                  "damaged or truncated"),
+    "compressed-stream-corrupt": Case(  # the first deflate block claims the reserved block type 3
+        lambda m, p, out: (lambda data: data[:10] + b"\x07" + data[11:])(
+            gz(tar([Entry("berth.json", manifest_bytes(m)), Entry(*p)]))),
+        "damaged or truncated"),
 }
 
 
