@@ -142,7 +142,8 @@ def image(tmp_path_factory: pytest.TempPathFactory, iris_bundle: Path, berth_whe
     with image_root(context.directory) as slot:
         built = play(context.directory, slot.root)
         mark_complete(slot)
-        print(f"\nbuild stage (pip install -r requirements.txt into a {'kept' if slot.reused else 'fresh'} venv): "
+        kind = "kept" if slot.reused else "fresh"
+        print(f"\nbuild stage (pip install --require-hashes -r requirements.lock into a {kind} venv): "
               f"{built.build_seconds:.1f} s")
         yield built
 
