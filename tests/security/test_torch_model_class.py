@@ -68,3 +68,17 @@ def test_a_malformed_class_path_is_refused_before_any_import(naming_the_canary: 
     (naming_the_canary / MANIFEST_NAME).write_text(json.dumps(data))
     with pytest.raises(berth.FlavorError, match="needs model_class="):
         berth.load(naming_the_canary, trust=True)
+
+
+@pytest.mark.parametrize(("option", "value"), [("batch", 10**12), ("batch", 0), ("input_dtype", "object"),
+                                               ("output", "softmax"), ("classes", "ab")])
+def test_predictor_options_from_the_manifest_are_checked(tmp_path: Path, option: str, value: object) -> None:
+    """A state-dict bundle loads without trust, so its options must not be able to make every predict pad to a
+    trillion rows or pick a dtype that is not a number."""
+    path = tmp_path / "net"
+    berth.save(Net(), path, format="state_dict", sample=IRIS_X.head(5), model_class=f"{__name__}:Net")
+    data = json.loads((path / MANIFEST_NAME).read_text())
+    data["flavor_options"][option] = value
+    (path / MANIFEST_NAME).write_text(json.dumps(data))
+    with pytest.raises(berth.FlavorError, match=f"the bundle's {option}"):
+        berth.load(path)

@@ -33,6 +33,7 @@ from berth.flavors.network import (
     classification_options,
     first_line,
     input_dtype_for,
+    loaded_options,
     sample_array,
 )
 
@@ -149,5 +150,5 @@ class KerasFlavor(Flavor):
 
 
 def predictor_options(options: dict[str, Any]) -> dict[str, Any]:
-    return {"classes": options.get("classes"), "output": options.get("output") or "probabilities",
-            "input_dtype": options.get("input_dtype") or "float32"}
+    checked = loaded_options(options, "probabilities")
+    return {key: checked[key] for key in ("classes", "output", "input_dtype")}

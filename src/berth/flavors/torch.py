@@ -45,6 +45,7 @@ from berth.flavors.network import (
     classification_options,
     first_line,
     input_dtype_for,
+    loaded_options,
     sample_array,
 )
 
@@ -279,5 +280,4 @@ class TorchFlavor(Flavor):
 
 
 def predictor_options(options: dict[str, Any]) -> dict[str, Any]:
-    return {"classes": options.get("classes"), "output": options.get("output") or "logits",
-            "input_dtype": options.get("input_dtype") or "float32", "batch": options.get("batch")}
+    return loaded_options(options, "logits")
