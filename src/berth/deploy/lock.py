@@ -62,7 +62,7 @@ def resolve(context: Path, python: str, platform: str) -> list[dict[str, Any]]:
                 done.stderr.strip().splitlines()[-3:]
             raise UsageError(f"cannot lock the serving environment for Python {major_minor} on {platform}: "
                              f"{' '.join(errors)[:600]} (pass --no-lock to build without a lock file)")
-        return json.loads(report.read_text())["install"]  # type: ignore[no-any-return]
+        return json.loads(report.read_text())["install"]
 
 
 def file_sha256(path: Path) -> str:
