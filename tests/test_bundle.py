@@ -232,8 +232,8 @@ def test_manifest_path_outside_the_bundle_is_refused(iris_bundle: Path) -> None:
     manifest = json.loads((iris_bundle / MANIFEST_NAME).read_text())
     manifest["files"][0]["path"] = "../../etc/passwd"
     (iris_bundle / MANIFEST_NAME).write_text(json.dumps(manifest))
-    with pytest.raises(berth.IntegrityError, match="leaves the bundle"):
-        berth.load(iris_bundle)
+    with pytest.raises(berth.BundleError, match=r"files\[0\]\.path: '\.\./\.\./etc/passwd'"):
+        berth.load(iris_bundle)  # refused when the manifest is read, before any path is joined
 
 
 def test_unreadable_manifests_are_clear_errors(tmp_path: Path, iris_bundle: Path) -> None:

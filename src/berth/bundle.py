@@ -7,12 +7,13 @@ reading one does not import flavors, coercion, reference statistics or pandas.
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime
 from typing import Any
 
-from berth import environment, lineage, storage
+from berth import environment, lineage, names, storage
 from berth.coercion import coerce
-from berth.errors import BerthError, BundleError, FlavorError, SignatureError
+from berth.errors import BerthError, BundleError, FlavorError, SignatureError, UsageError
 from berth.flavors.base import Flavor, Predictor, all_flavors, flavor_for, get_flavor
 from berth.manifest import MANIFEST_NAME, Manifest, hash_files, sanitize_params
 from berth.reference import prediction_stats, reference_stats
@@ -56,6 +57,8 @@ def save(
     statistics that monitoring compares live traffic with. Extra keyword arguments go to the flavor, e.g.
     ``compress=("zlib", 3)`` for ``format="joblib"``.
     """
+    if name is not None and names.name_problem(name):
+        raise UsageError(f"name: {names.name_problem(name)}")
     chosen = choose_flavor(model, flavor, format)
     payload_format = chosen.check_format(format)
     if storage.exists(storage.join(str(path), MANIFEST_NAME)) and not overwrite:
@@ -64,7 +67,7 @@ def save(
         payload = chosen.save(model, staged, format=payload_format, sample=sample, options=options)
         signature = build_signature(model, payload.predictor, sample, payload.options)
         manifest = Manifest(
-            name=name or storage.local_path(str(path).rstrip("/")).name,
+            name=name if name is not None else default_name(path),
             flavor=chosen.name,
             format=payload_format,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -82,9 +85,16 @@ def save(
             description=description,
             berth_version=environment.installed_version("berth") or "",
         )
-        (staged / MANIFEST_NAME).write_text(manifest.to_json())
+        (staged / MANIFEST_NAME).write_text(manifest.check().to_json())
         storage.publish(staged, path, MANIFEST_NAME, overwrite=overwrite)
     return manifest
+
+
+def default_name(path: str | os.PathLike[str]) -> str:
+    """A bundle's name when none is given: its directory's name, made a valid name (see berth.names)."""
+    base = storage.local_path(str(path).rstrip("/")).name
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", base).lstrip("._-")[:128].rstrip("-")
+    return cleaned or "model"
 
 
 def build_signature(model: Any, predictor: Predictor, sample: Any, options: dict[str, Any]) -> Signature:

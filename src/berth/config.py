@@ -21,6 +21,8 @@ ARTIFACTS_URL = "BERTH_ARTIFACTS_URL"
 MONITOR_DIR = "BERTH_MONITOR_DIR"
 S3_ENDPOINT_URL = "BERTH_S3_ENDPOINT_URL"
 SKLEARN_MATRIX = "BERTH_SKLEARN_MATRIX"
+ARCHIVE_MAX_BYTES = "BERTH_ARCHIVE_MAX_BYTES"
+ARCHIVE_MAX_FILES = "BERTH_ARCHIVE_MAX_FILES"
 
 DEFAULT_HOME = "~/.berth"
 TRUE = frozenset({"1", "true", "yes", "on"})
@@ -43,6 +45,20 @@ def flag(name: str, default: bool, environ: Mapping[str, str] | None = None) -> 
     if value.lower() in FALSE:
         return False
     raise UsageError(f"{name}={value!r} is not a boolean: use 1, true, yes, on or 0, false, no, off")
+
+
+def positive_int(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
+    """A whole number of at least 1; anything else is refused."""
+    value = _get(name, environ)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f"{name}={value!r}: expected a whole number") from None
+    if number < 1:
+        raise UsageError(f"{name}={value!r}: expected a positive number")
+    return number
 
 
 def url(name: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -82,3 +98,13 @@ def s3_endpoint_url(environ: Mapping[str, str] | None = None) -> str | None:
 def sklearn_matrix(environ: Mapping[str, str] | None = None) -> bool:
     """``BERTH_SKLEARN_MATRIX`` (default on): serve scikit-learn pipelines through their NumPy twin."""
     return flag(SKLEARN_MATRIX, True, environ)
+
+
+def archive_max_bytes(default: int, environ: Mapping[str, str] | None = None) -> int:
+    """``BERTH_ARCHIVE_MAX_BYTES``: the largest total payload a ``.berth`` archive may declare."""
+    return positive_int(ARCHIVE_MAX_BYTES, default, environ)
+
+
+def archive_max_files(default: int, environ: Mapping[str, str] | None = None) -> int:
+    """``BERTH_ARCHIVE_MAX_FILES``: the most payload files a ``.berth`` archive may list."""
+    return positive_int(ARCHIVE_MAX_FILES, default, environ)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from berth import storage
+from berth.bundle import default_name
 from berth.errors import (
     BerthError,
     BundleError,
@@ -86,7 +87,7 @@ def import_model(
         model, metadata = unwrap(read_model(local, kind), local.name)
     rows, synthetic = sample_rows(sample, model, metadata)
     origin = {"file": Path(str(path)).name, "sha256": digest, "format": kind}
-    bundle_name = name or storage.local_path(str(output).rstrip("/")).name
+    bundle_name = name if name is not None else default_name(output)
     return write_bundle(model, output, origin, sample=rows, synthetic=synthetic, name=bundle_name,
                         format=format, metadata=metadata, overwrite=overwrite)
 
@@ -199,6 +200,6 @@ def write_bundle(model: Any, output: str | os.PathLike[str], origin: dict[str, A
         manifest.lineage["imported_from"] = origin
         if synthetic and manifest.signature is not None:  # column names only: no example rows to show
             manifest.signature = dataclasses.replace(manifest.signature, example=[])
-        (bundle / MANIFEST_NAME).write_text(manifest.to_json())
+        (bundle / MANIFEST_NAME).write_text(manifest.check().to_json())
         storage.publish(bundle, output, MANIFEST_NAME, overwrite=overwrite)
     return manifest

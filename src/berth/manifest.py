@@ -13,11 +13,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from berth import manifest_rules
 from berth.errors import BundleError, IntegrityError
 from berth.signature import Signature, json_ready
 
 MANIFEST_NAME = "berth.json"
 FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 32 << 20  # a manifest holds reference statistics: large, but bounded
 
 
 @dataclass(frozen=True)
@@ -66,30 +68,46 @@ class Manifest:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str) + "\n"
 
+    def check(self) -> Manifest:
+        """Hold this manifest to the rules a loaded one must pass (see :mod:`berth.manifest_rules`)."""
+        manifest_rules.check(self.to_dict())
+        return self
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        if not isinstance(data, dict):
+            raise BundleError(f"malformed manifest: expected a JSON object, got {type(data).__name__}")
         version = data.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise BundleError(f"unsupported bundle format version {version!r}; this berth reads up to "
-                              f"{FORMAT_VERSION}: upgrade berth")
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+                raise BundleError(f"unsupported bundle format version {version!r}; this berth reads up to "
+                                  f"{FORMAT_VERSION}: upgrade berth")
+            raise BundleError(f"malformed manifest: format_version must be an integer from 1 to {FORMAT_VERSION}")
+        manifest_rules.check(data)
         try:
             values = dict(data)
             values["files"] = [FileEntry(**f) for f in data["files"]]
             values["signature"] = Signature.from_dict(data["signature"]) if data.get("signature") else None
             known = cls.__dataclass_fields__.keys()
             return cls(**{k: v for k, v in values.items() if k in known})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"malformed manifest: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BundleError(f"malformed manifest: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = MANIFEST_NAME) -> Manifest:
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{source} is {len(text)} bytes; a manifest is at most {MAX_MANIFEST_BYTES}")
         try:
             data = json.loads(text)
-        except ValueError as exc:
-            raise BundleError(f"{source} is not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurd nesting
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise BundleError(f"{source} is not valid JSON: {reason}") from None
         if not isinstance(data, dict):
-            raise BundleError(f"{source} must hold a JSON object")
-        return cls.from_dict(data)
+            raise BundleError(f"{source} must hold a JSON object, not {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except BundleError as exc:
+            raise BundleError(f"{source}: {exc.message}", exc.details) from None
 
 
 def sanitize_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -124,6 +142,8 @@ def read_manifest(directory: Path) -> Manifest:
         if not directory.exists():
             raise BundleError(f"no bundle at {directory}: the path does not exist")
         raise BundleError(f"{directory} is not a berth bundle: it has no {MANIFEST_NAME}")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path} is {path.stat().st_size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}")
     return Manifest.from_json(path.read_bytes(), str(path))
 
 

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from berth import environment
+from berth import environment, packing
 from berth.coercion import coerce
 from berth.errors import BerthError, FlavorError, PredictionError
 from berth.flavors.base import Predictor, get_flavor
 from berth.manifest import Manifest
 from berth.registry.default import registry_for
+from berth.registry.uri import is_model_uri
 from berth.signature import Signature
 from berth.source import LocalBundle, open_bundle, read_manifest_at
 
@@ -124,5 +125,7 @@ def inspect(uri: str | os.PathLike[str], *, registry: Registry | None = None) ->
 
 def verify(uri: str | os.PathLike[str], *, registry: Registry | None = None) -> Manifest:
     """Check every file of the bundle at ``uri`` against its manifest; raises IntegrityError naming the file."""
+    if not is_model_uri(str(uri)) and packing.is_archive(uri):
+        return read_manifest_at(uri)  # an archive is checked file by file as it streams: nothing written
     with open_bundle(uri, registry=registry_for([str(uri)], registry)) as bundle:
         return bundle.manifest

@@ -1,15 +1,17 @@
 """One-file transport of a bundle: a gzip-compressed tar archive, conventionally ``NAME.berth``.
 
-Packing verifies the bundle first; unpacking extracts with tarfile's ``data`` filter (no absolute paths, no
-links out of the target, no device files) into a staging directory, verifies, then renames into place.
+Packing verifies the bundle first and writes only the manifest and the files it lists; unpacking reads the
+archive with berth's own strict reader (:mod:`berth.archive`: regular files the manifest lists, sizes and
+hashes checked while streaming, never ``tarfile`` extraction) into a staging directory, then renames it into
+place.
 """
 
 from __future__ import annotations
 
 import os
-import tarfile
 from pathlib import Path
 
+from berth import archive as archive_format
 from berth import storage
 from berth.errors import BundleError
 from berth.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_directory
@@ -24,33 +26,19 @@ def pack(bundle: str | os.PathLike[str], output: str | os.PathLike[str], *, over
     with storage.local_directory(bundle) as directory:
         manifest = read_manifest(directory)
         verify_directory(directory, manifest)
-        with storage.staged_file(output) as archive, tarfile.open(archive, "w:gz", compresslevel=6) as tar:
-            tar.add(directory / MANIFEST_NAME, arcname=MANIFEST_NAME)
-            for entry in manifest.files:
-                tar.add(directory / entry.path, arcname=entry.path)
+        with storage.staged_file(output) as archive:
+            archive_format.write(archive, directory, manifest)
     return manifest
 
 
 def extract(archive: Path, directory: Path) -> Manifest:
-    """Extract a packed bundle into the empty ``directory`` and verify it."""
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(directory, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise BundleError(f"{archive.name} is not a readable berth archive: {archive_problem(archive, exc)}") from exc
-    manifest = read_manifest(directory)
-    verify_directory(directory, manifest)
-    return manifest
+    """Extract a packed bundle into the empty ``directory``, every file checked against the manifest."""
+    return archive_format.read(archive, directory)
 
 
-def archive_problem(archive: Path, exc: BaseException) -> str:
-    """One line on why ``archive`` could not be read (tarfile's own message spans several lines)."""
-    if isinstance(exc, tarfile.ReadError | EOFError):
-        with open(archive, "rb") as file:
-            gzip = file.read(2) == b"\x1f\x8b"
-        return ("the archive is damaged or truncated" if gzip else
-                "it is not a gzip-compressed tar file (made by berth pack)")
-    return " ".join(str(exc).split())
+def check_archive(archive: Path) -> Manifest:
+    """Read and check a packed bundle without writing anything: its manifest, once every file is verified."""
+    return archive_format.read(archive, None)
 
 
 def unpack(archive: str | os.PathLike[str], output: str | os.PathLike[str], *, overwrite: bool = False) -> Manifest:

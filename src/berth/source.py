@@ -103,15 +103,15 @@ def open_bundle(uri: Uri, *, registry: ModelResolver | None = None) -> Iterator[
 
 def read_manifest_at(uri: Uri, *, registry: ModelResolver | None = None) -> Manifest:
     """The manifest of the bundle ``uri`` names, without loading (or, for a remote directory, downloading) its
-    payload. A registered model's manifest is checked against the registry's digest; an archive is verified as
-    it is unpacked; a directory's files are not hashed (that is :func:`open_bundle`)."""
+    payload. A registered model's manifest is checked against the registry's digest; an archive is read and
+    every file hashed without writing anything; a directory's files are not hashed (that is :func:`open_bundle`)."""
     text = str(uri)
     if is_model_uri(text):
         entry, location = resolve(text, registry)
         return check_registered(read_manifest_at(location), entry)
     if packing.is_archive(uri):
-        with storage.local_file(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
-            return packing.extract(archive, Path(scratch))
+        with storage.local_file(uri) as archive:
+            return packing.check_archive(archive)  # every file streamed and hashed, nothing written
     if storage.is_remote(uri):
         location = storage.join(text, MANIFEST_NAME)
         try:

@@ -3,7 +3,8 @@
 Playing the Dockerfile's build stage makes a virtual environment and pip-installs the bundle's pinned libraries
 (numpy, pandas, scikit-learn...) into it: a minute or two, for a result that only changes when the pins do. So
 the stand-in root is kept under ``$BERTH_TEST_CACHE`` (default ``~/.cache/berth-tests``), in a slot named by a
-hash of the build stage's instructions, requirements.txt without berth's own line, and the Python version. A
+hash of the build stage's instructions, requirements.txt without berth's own line, requirements.lock without
+berth's wheel (so a change in any locked package gives a new slot), and the Python version. A
 later run plays the same Dockerfile, as written, into the kept root, the way Docker's layer cache keeps a layer:
 ``python -m venv`` and ``pip install -r requirements.txt`` run again and find the pins installed. Everything but
 the venv is removed first, and berth is uninstalled from it, so the image holds this run's wheel and bundle. A
@@ -41,6 +42,10 @@ def environment_key(context: Path) -> str:
     build = stages((context / "Dockerfile").read_text())[0]
     requirements = [line.strip() for line in (context / "requirements.txt").read_text().splitlines()
                     if line.strip() and not line.startswith("#") and "berth" not in line.lower()]
+    lock = context / "requirements.lock"  # every package the build stage installs, hashed: berth's wheel aside
+    if lock.is_file():
+        requirements += [line.strip() for line in lock.read_text().splitlines()
+                         if line.strip() and not line.startswith("#") and "./wheels/" not in line]
     parts = [repr(build.instructions), *requirements, sys.version]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 

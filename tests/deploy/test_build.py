@@ -24,7 +24,7 @@ def test_context_holds_the_verified_bundle_pinned_requirements_and_a_dockerfile(
     context = build_context(iris_bundle, tmp_path / "ctx", berth_wheel=str(berth_wheel))
     directory = context.directory
     assert sorted(p.name for p in directory.iterdir()) == [".dockerignore", "Dockerfile", "model",
-                                                            "requirements.txt", "wheels"]
+                                                            "requirements.lock", "requirements.txt", "wheels"]
     manifest = read_manifest(directory / "model")
     verify_directory(directory / "model", manifest)
     assert manifest.content_digest == read_manifest(iris_bundle).content_digest
@@ -53,7 +53,7 @@ def test_wheel_built_from_the_source_tree_is_berth(berth_wheel: Path) -> None:
 
 
 def test_default_build_uses_a_wheel_from_this_checkout(tmp_path: Path, iris_bundle: Path) -> None:
-    context = build_context(iris_bundle, tmp_path / "ctx")
+    context = build_context(iris_bundle, tmp_path / "ctx", locked=False)
     assert context.berth.wheel is not None and context.berth.wheel.is_file()
     assert "a wheel built from" in context.berth.origin
     assert context.berth.requirement in (tmp_path / "ctx" / "requirements.txt").read_text()
@@ -64,7 +64,7 @@ def test_default_build_uses_a_wheel_from_this_checkout(tmp_path: Path, iris_bund
                                                   ("azure", None), ("kserve", None), ("generic", None)])
 def test_targets_set_their_defaults(tmp_path: Path, iris_bundle: Path, berth_wheel: Path, target: str,
                                     platform: str | None) -> None:
-    context = build_context(iris_bundle, tmp_path / "ctx", target=target, berth_wheel=str(berth_wheel))
+    context = build_context(iris_bundle, tmp_path / "ctx", target=target, berth_wheel=str(berth_wheel), locked=False)
     text = (context.directory / "Dockerfile").read_text()
     assert env_of(text).get("BERTH_PLATFORM") == platform
     assert problems(text) == []
@@ -76,7 +76,7 @@ def test_options_port_base_image_and_extra_requirements(tmp_path: Path, iris_bun
     extra_file.write_text("# monitoring\nhttpx>=0.27  # client\n\n")
     context = build_context(iris_bundle, tmp_path / "ctx", port=9000, base_image="python:3.11.9-slim-bookworm",
                             extra_requirements=["orjson>=3.9,pyyaml==6.0.2", f"@{extra_file}"],
-                            berth_wheel=str(berth_wheel))
+                            berth_wheel=str(berth_wheel), locked=False)
     text = (context.directory / "Dockerfile").read_text()
     assert problems(text) == []
     assert env_of(text)["BERTH_PORT"] == "9000"
@@ -88,7 +88,7 @@ def test_options_port_base_image_and_extra_requirements(tmp_path: Path, iris_bun
 
 def test_entrypoint_serves_the_bundle_where_it_is_copied(tmp_path: Path, iris_bundle: Path,
                                                          berth_wheel: Path) -> None:
-    context = build_context(iris_bundle, tmp_path / "ctx", berth_wheel=str(berth_wheel))
+    context = build_context(iris_bundle, tmp_path / "ctx", berth_wheel=str(berth_wheel), locked=False)
     final = stages((context.directory / "Dockerfile").read_text())[-1]
     assert exec_form(final.values("ENTRYPOINT")[0]) == ["berth", "serve", "/opt/ml/model"]
     assert "model/ /opt/ml/model/" in final.values("COPY")
@@ -97,7 +97,7 @@ def test_entrypoint_serves_the_bundle_where_it_is_copied(tmp_path: Path, iris_bu
 def test_packed_archive_is_a_source_too(tmp_path: Path, iris_bundle: Path, berth_wheel: Path) -> None:
     archive = tmp_path / "iris.berth"
     pack(iris_bundle, archive)
-    context = build_context(archive, tmp_path / "ctx", berth_wheel=str(berth_wheel))
+    context = build_context(archive, tmp_path / "ctx", berth_wheel=str(berth_wheel), locked=False)
     assert read_manifest(context.directory / "model").content_digest == read_manifest(iris_bundle).content_digest
 
 
@@ -109,7 +109,7 @@ def test_registered_model_is_a_source_too(tmp_path: Path, iris_bundle: Path, ber
     for variable in ("BERTH_REGISTRY_URL", "BERTH_ARTIFACTS_URL"):
         monkeypatch.delenv(variable, raising=False)
     Registry().register(iris_bundle, "iris", aliases=["production"])
-    context = build_context("models:/iris@production", tmp_path / "ctx", berth_wheel=str(berth_wheel))
+    context = build_context("models:/iris@production", tmp_path / "ctx", berth_wheel=str(berth_wheel), locked=False)
     assert read_manifest(context.directory / "model").content_digest == read_manifest(iris_bundle).content_digest
     result = CliRunner().invoke(app, ["deploy", "k8s", "models:/iris/1", "-o", str(tmp_path / "k8s")])
     assert result.exit_code == 0, result.output
@@ -122,7 +122,7 @@ def test_tampered_bundle_is_refused_and_nothing_is_left(tmp_path: Path, iris_bun
     payload = next(p for p in copy.iterdir() if p.name != "berth.json")
     payload.write_bytes(payload.read_bytes() + b"x")
     with pytest.raises(IntegrityError):
-        build_context(copy, tmp_path / "ctx", berth_wheel=str(berth_wheel))
+        build_context(copy, tmp_path / "ctx", berth_wheel=str(berth_wheel), locked=False)
     assert not (tmp_path / "ctx").exists()
 
 
@@ -131,12 +131,13 @@ def test_output_is_not_clobbered(tmp_path: Path, iris_bundle: Path, berth_wheel:
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
     with pytest.raises(UsageError, match="not empty"):
-        build_context(iris_bundle, other, berth_wheel=str(berth_wheel))
+        build_context(iris_bundle, other, berth_wheel=str(berth_wheel), locked=False)
     with pytest.raises(UsageError, match="does not look like a berth build context"):
-        build_context(iris_bundle, other, overwrite=True, berth_wheel=str(berth_wheel))
+        build_context(iris_bundle, other, overwrite=True, berth_wheel=str(berth_wheel), locked=False)
     assert (other / "notes.txt").read_text() == "keep me"
-    build_context(iris_bundle, tmp_path / "ctx", berth_wheel=str(berth_wheel))
-    again = build_context(iris_bundle, tmp_path / "ctx", port=9001, overwrite=True, berth_wheel=str(berth_wheel))
+    build_context(iris_bundle, tmp_path / "ctx", berth_wheel=str(berth_wheel), locked=False)
+    again = build_context(iris_bundle, tmp_path / "ctx", port=9001, overwrite=True, berth_wheel=str(berth_wheel),
+                          locked=False)
     assert "EXPOSE 9001" in (again.directory / "Dockerfile").read_text()
 
 
@@ -153,6 +154,7 @@ def test_output_is_not_clobbered(tmp_path: Path, iris_bundle: Path, berth_wheel:
 def test_bad_options_are_usage_errors(tmp_path: Path, iris_bundle: Path, berth_wheel: Path,
                                       kwargs: dict, message: str) -> None:
     kwargs.setdefault("berth_wheel", str(berth_wheel))
+    kwargs.setdefault("locked", False)
     with pytest.raises(UsageError, match=message):
         build_context(iris_bundle, tmp_path / "ctx", **kwargs)
 
@@ -172,7 +174,7 @@ def test_cli_build_reports_and_errors_without_traceback(tmp_path: Path, iris_bun
                                                         berth_wheel: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["build", str(iris_bundle), "-o", str(tmp_path / "ctx"), "--target", "vertex",
-                                 "--berth-wheel", str(berth_wheel)])
+                                 "--berth-wheel", str(berth_wheel), "--no-lock"])
     assert result.exit_code == 0, result.output
     assert "target vertex" in result.output and "gcloud ai models upload" in result.output
     assert json.loads((tmp_path / "ctx" / "model" / "berth.json").read_text())["name"] == "iris"

@@ -52,6 +52,7 @@ class Image:
     command: list[str]
     healthcheck: list[str]
     build_seconds: float
+    dockerfile: str  # the text that was played
 
     def path(self, container_path: str) -> str:
         return str(self.root / container_path.lstrip("/"))
@@ -127,7 +128,7 @@ def play(context: Path, root: Path) -> Image:
     command = [map_paths(word, root, prefixes) for word in [*entrypoint, *(cmd or [])]]
     health = runtime.values("HEALTHCHECK")[-1]
     healthcheck = exec_form(health[health.index("CMD") + 3:].strip()) or []
-    return Image(root, env, command, healthcheck, build_seconds)
+    return Image(root, env, command, healthcheck, build_seconds, text)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,8 @@ def image(tmp_path_factory: pytest.TempPathFactory, iris_bundle: Path, berth_whe
     with image_root(context.directory) as slot:
         built = play(context.directory, slot.root)
         mark_complete(slot)
-        print(f"\nbuild stage (pip install -r requirements.txt into a {'kept' if slot.reused else 'fresh'} venv): "
+        kind = "kept" if slot.reused else "fresh"
+        print(f"\nbuild stage (pip install --require-hashes -r requirements.lock into a {kind} venv): "
               f"{built.build_seconds:.1f} s")
         yield built
 
@@ -192,11 +194,28 @@ def test_the_image_runs_its_own_berth_from_the_fresh_environment(image: Image) -
     assert image.command[2] == image.path("/opt/ml/model")
     listing = subprocess.run([image.path("/opt/venv/bin/python"), "-m", "pip", "list", "--format=freeze"],
                              capture_output=True, text=True, check=True).stdout
-    installed = dict(line.split("==") for line in listing.splitlines() if "==" in line)
-    pins = [line.split("==") for line in Path(image.path("/build/requirements.txt")).read_text().splitlines()
-            if "==" in line]
-    assert pins and all(installed.get(name) == version for name, version in pins), (pins, installed)
+    installed = {canonical(name): version for name, version in
+                 (line.split("==") for line in listing.splitlines() if "==" in line)}
+    lock = Path(image.path("/build/requirements.lock")).read_text()
+    pins = {canonical(name): version.split()[0] for name, version in
+            (line.split("==") for line in lock.splitlines() if "==" in line)}
+    assert pins and all(installed.get(name) == version for name, version in pins.items()), (pins, installed)
+    # the environment is exactly the lock: nothing resolved at build time (pip itself comes with the venv)
+    assert set(installed) - set(pins) <= {"pip", "setuptools", "berth"}, set(installed) - set(pins)
+    assert {"fastapi", "uvicorn", "pandas", "pyarrow", "numpy", "scikit-learn"} <= set(pins)
     assert installed["berth"] == "0.1.0" and "torch" not in installed and "keras" not in installed
+
+
+def test_the_build_stage_installs_the_lock_with_require_hashes(image: Image) -> None:
+    """The RUN line that made the environment (it ran above, for real) installed only hashed pins."""
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock" in image.dockerfile
+    lock = Path(image.path("/build/requirements.lock")).read_text()
+    requirements = [line for line in lock.splitlines() if line and not line.startswith(("#", "--", " "))]
+    assert requirements and all("--hash=sha256:" in line or line.endswith("\\") for line in requirements)
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def test_entrypoint_as_written_serves_predictions(image: Image, iris_model) -> None:

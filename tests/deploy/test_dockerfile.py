@@ -22,7 +22,7 @@ def dockerfiles(tmp_path_factory: pytest.TempPathFactory, iris_bundle: Path, ber
     found = {}
     for target in ("generic", "sagemaker", "vertex", "azure", "kserve"):
         context = build_context(iris_bundle, out / target, target=target, berth_wheel=str(berth_wheel),
-                                extra_requirements=["httpx>=0.27"] if target == "azure" else None)
+                                locked=False, extra_requirements=["httpx>=0.27"] if target == "azure" else None)
         found[target] = context.directory / "Dockerfile"
     return found
 

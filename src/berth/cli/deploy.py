@@ -32,15 +32,20 @@ def build_command(
     berth_wheel: Annotated[str | None, typer.Option(
         "--berth-wheel", help="Install berth from this wheel (default: built from berth's source tree, or the "
                               "package index when berth was installed from one).")] = None,
+    lock: Annotated[bool, typer.Option(
+        "--lock/--no-lock", help="Pin every package of the image, with hashes, in requirements.lock (default; "
+                                 "needs the package index).")] = True,
+    platform: Annotated[str, typer.Option(
+        help="The image's platform the lock is resolved for: linux/amd64 (default) or linux/arm64.")] = "linux/amd64",
     overwrite: Overwrite = False,
     as_json: AsJson = False,
 ) -> None:
-    """Write a Docker build context: the bundle, pinned requirements.txt and a Dockerfile."""
+    """Write a Docker build context: the bundle, requirements.txt, a hashed requirements.lock and a Dockerfile."""
     from berth.deploy.docker import build_context
 
     context = build_context(uri, output, target=target, base_image=base_image,
                             extra_requirements=extra_requirements, port=port, berth_wheel=berth_wheel,
-                            overwrite=overwrite)
+                            overwrite=overwrite, locked=lock, platform=platform)
     manifest = context.manifest
     if as_json:
         print_json({"directory": str(context.directory), "name": manifest.name, "flavor": manifest.flavor,

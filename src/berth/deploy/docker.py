@@ -5,6 +5,9 @@ The context holds
 - ``model/``: the bundle, verified, copied into the image at ``/opt/ml/model`` (SageMaker's convention, used for
   every target so there is one layout);
 - ``requirements.txt``: the flavor's libraries pinned from the manifest, plus berth (see ``requirements``);
+- ``requirements.lock``: every package of the serving environment resolved from it for the image's Python and
+  platform, pinned and hashed (see ``lock``); the Dockerfile installs it with ``--require-hashes --no-deps``
+  (``--no-lock`` installs ``requirements.txt`` instead);
 - ``wheels/``: berth's wheel, when berth is installed from a source tree;
 - ``Dockerfile``: two stages. ``build`` makes a virtual environment at ``/opt/venv`` from the requirements; the
   runtime stage copies only that environment and the bundle onto the same slim Python base, runs as an
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from berth.contracts import LIVENESS_ROUTE, PORT_ENV
-from berth.deploy import requirements
+from berth.deploy import lock, requirements
 from berth.deploy.targets import MODEL_DIR, Target, get_target
 from berth.errors import UsageError
 from berth.manifest import MANIFEST_NAME, Manifest, verify_directory
@@ -74,8 +77,8 @@ def image_name(manifest: Manifest) -> str:
 
 
 def dockerfile(manifest: Manifest, *, base_image: str, port: int, env: dict[str, str], berth_line: str,
-               has_wheels: bool) -> str:
-    """The Dockerfile's text."""
+               has_wheels: bool, locked_for: str | None = None) -> str:
+    """The Dockerfile's text; ``locked_for`` is the platform of ``requirements.lock`` (None: no lock)."""
     if any(c.isspace() for c in base_image) or not base_image:
         raise UsageError(f"--base-image {base_image!r} is not an image reference")
     settings = {"PATH": f"{VENV}/bin:$PATH", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
@@ -83,20 +86,29 @@ def dockerfile(manifest: Manifest, *, base_image: str, port: int, env: dict[str,
     env_lines = " \\\n    ".join(f"{key}={value}" for key, value in settings.items())
     probe = HEALTH_PROBE.format(port=port)
     copy_wheels = "COPY wheels/ ./wheels/\n" if has_wheels else ""
+    if locked_for:
+        requirements_file, install = lock.LOCK_NAME, "--require-hashes --no-deps -r " + lock.LOCK_NAME
+        pinned = f"# every package pinned and hashed in {lock.LOCK_NAME}, for {locked_for}"
+        build_line = f"docker build --platform {locked_for} -t {image_name(manifest)} ."
+    else:
+        requirements_file, install = "requirements.txt", "-r requirements.txt"
+        pinned = "# not locked (--no-lock): berth's own dependencies float between builds"
+        build_line = f"docker build -t {image_name(manifest)} ."
     return f"""\
 # syntax=docker/dockerfile:1
 # berth build: bundle {manifest.name} ({manifest.flavor}/{manifest.format}, {manifest.content_digest})
 # saved with Python {manifest.python}; berth installed from: {berth_line}
-#   docker build -t {image_name(manifest)} .
+{pinned}
+#   {build_line}
 #   docker run --rm -p {port}:{port} {image_name(manifest)}
 # Settings are environment variables: docker run -e BERTH_WORKERS=2 -e BERTH_API_KEYS=... (docs/serving.md)
 
 FROM {base_image} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /build
-COPY requirements.txt ./
+COPY {requirements_file} ./
 {copy_wheels}RUN python -m venv {VENV} \\
- && {VENV}/bin/pip install --no-cache-dir -r requirements.txt
+ && {VENV}/bin/pip install --no-cache-dir {install}
 
 FROM {base_image}
 ENV {env_lines}
@@ -143,9 +155,15 @@ def copy_bundle(uri: str | os.PathLike[str], destination: Path, *, registry: Reg
 def build_context(uri: str | os.PathLike[str], output: str | os.PathLike[str], *, target: str | None = None,
                   base_image: str | None = None, extra_requirements: list[str] | None = None,
                   port: int | None = None, berth_wheel: str | None = None,
-                  overwrite: bool = False, registry: Registry | None = None) -> BuildContext:
+                  overwrite: bool = False, registry: Registry | None = None, locked: bool = True,
+                  platform: str = lock.DEFAULT_PLATFORM) -> BuildContext:
     """Write a Docker build context for the bundle at ``uri`` into the directory ``output``; a ``models:/`` URI
-    resolves in ``registry`` (default: the one the environment names)."""
+    resolves in ``registry`` (default: the one the environment names).
+
+    With ``locked`` (the default), every package of the serving environment is resolved for ``platform`` and
+    pinned with its hash in ``requirements.lock``, which the Dockerfile installs with ``--require-hashes``.
+    """
+    lock.platform_tags(platform)  # refuses an unknown platform before any work
     chosen = get_target(target)
     if port is not None and not 1 <= port <= 65535:
         raise UsageError(f"--port {port}: expected 1 to 65535")
@@ -160,10 +178,12 @@ def build_context(uri: str | os.PathLike[str], output: str | os.PathLike[str], *
         berth = requirements.berth_package(directory, berth_wheel)
         (directory / "requirements.txt").write_text(
             requirements.render(manifest, berth, list(extra_requirements or [])))
+        if locked:
+            lock.write_lock(directory, manifest.python, platform)
         chosen_port = port or chosen.port
         (directory / "Dockerfile").write_text(dockerfile(
             manifest, base_image=base, port=chosen_port, env=chosen.env, berth_line=berth.requirement,
-            has_wheels=berth.wheel is not None))
+            has_wheels=berth.wheel is not None, locked_for=platform if locked else None))
         (directory / ".dockerignore").write_text(DOCKERIGNORE)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)

@@ -16,6 +16,7 @@ berth itself gets into the image one of two ways:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -132,7 +133,9 @@ def build_wheel(root: Path, destination: Path) -> Path:
         command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(tree)]
         if util.find_spec("setuptools") is not None:  # the build backend is here: no isolated build env
             command.insert(4, "--no-build-isolation")
-        result = subprocess.run(command, capture_output=True, text=True)
+        # a fixed timestamp for every file in the wheel: the same source gives the same bytes (and lock hash)
+        environment = {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "315532800")}
+        result = subprocess.run(command, capture_output=True, text=True, env=environment)
         wheels = sorted(out.glob("berth-*.whl")) if out.is_dir() else []
         if result.returncode != 0 or not wheels:
             raise UsageError(f"cannot build berth's wheel from {root}: {(result.stderr or result.stdout).strip()}")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from berth.errors import BerthWarning, FlavorError, PredictionError, TrustError
+from berth.errors import BerthWarning, BundleError, FlavorError, PredictionError, TrustError
 
 if TYPE_CHECKING:
     from berth.manifest import Manifest
@@ -77,6 +77,17 @@ class Flavor:
         if chosen not in self.formats:
             raise FlavorError(f"the {self.name} flavor writes {', '.join(self.formats)}; not {chosen!r}")
         return chosen
+
+    def payload(self, directory: Path, manifest: Manifest, name: str) -> Path:
+        """The path of the payload file ``name``: only a file the manifest lists (and so was verified).
+
+        Every loader reads its files through this, so a manifest that leaves the payload out of ``files`` (and
+        with it out of verification) cannot get an unverified file loaded.
+        """
+        if name not in {entry.path for entry in manifest.files}:
+            raise BundleError(f"the manifest does not list {name}, the {manifest.flavor}/{manifest.format} "
+                              "payload, so it was not verified; refusing to load it")
+        return directory / name
 
     def require_trust(self, format: str, trust: bool) -> None:
         if format in self.unsafe_formats and not trust:

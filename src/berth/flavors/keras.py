@@ -33,6 +33,7 @@ from berth.flavors.network import (
     classification_options,
     first_line,
     input_dtype_for,
+    loaded_options,
     sample_array,
 )
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 PAYLOAD = "model.keras"
 MODEL = "keras.src.models.model.Model"
 BACKEND_MODULES = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
+KNOWN_BACKENDS = frozenset({"tensorflow", "torch", "jax", "numpy", "openvino"})
 SMALL_BATCH = 1024  # up to this many rows, one predict_on_batch call; beyond, predict in batches
 BATCH_SIZE = 256
 
@@ -87,8 +89,14 @@ def input_spec(model: Any) -> tuple[dict[str, Any] | None, str | None]:
     return {"layout": "tensor", "tensor": {"dtype": dtype, "shape": [-1, *shape[1:]]}}, dtype
 
 
-def select_backend(backend: str | None) -> None:
-    """Use the saved backend, unless the caller chose one or Keras is imported already (it is then fixed)."""
+def select_backend(backend: object) -> None:
+    """Use the saved backend, unless the caller chose one or Keras is imported already (it is then fixed).
+
+    The value comes from the manifest, so only a backend Keras knows may be set in the environment.
+    """
+    if backend is not None and backend not in KNOWN_BACKENDS:
+        raise FlavorError(f"the bundle names the Keras backend {str(backend)[:40]!r}; Keras has "
+                          f"{', '.join(sorted(KNOWN_BACKENDS))}")
     if backend and "KERAS_BACKEND" not in os.environ and "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = str(backend)
 
@@ -136,10 +144,11 @@ class KerasFlavor(Flavor):
 
     def load(self, directory: Path, manifest: Manifest, *, trust: bool,
              trusted_types: list[str]) -> Predictor:
+        path = self.payload(directory, manifest, PAYLOAD)
         select_backend(manifest.flavor_options.get("backend"))
-        return KerasPredictor(load_model(directory / PAYLOAD), **predictor_options(manifest.flavor_options))
+        return KerasPredictor(load_model(path), **predictor_options(manifest.flavor_options))
 
 
 def predictor_options(options: dict[str, Any]) -> dict[str, Any]:
-    return {"classes": options.get("classes"), "output": options.get("output") or "probabilities",
-            "input_dtype": options.get("input_dtype") or "float32"}
+    checked = loaded_options(options, "probabilities")
+    return {key: checked[key] for key in ("classes", "output", "input_dtype")}

@@ -135,3 +135,26 @@ def check_same(expected: np.ndarray, got: np.ndarray, what: str) -> None:
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, for a one-line error that names the framework's reason."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+MAX_FIXED_BATCH = 1 << 16
+NETWORK_DTYPES = frozenset({"float16", "float32", "float64", "bool", "int8", "int16", "int32", "int64",
+                            "uint8", "uint16", "uint32", "uint64"})
+
+
+def loaded_options(options: dict[str, Any], default_output: str) -> dict[str, Any]:
+    """The predictor options of a manifest being loaded, checked: they come from the bundle, not the caller."""
+    classes = options.get("classes")
+    if classes is not None and (not isinstance(classes, list) or len(classes) < 2):
+        raise FlavorError("the bundle's classes option must be a list of at least two labels")
+    output = options.get("output") or default_output
+    if output not in OUTPUT_MODES:
+        raise FlavorError(f"the bundle's output option must be 'logits' or 'probabilities', not {str(output)[:40]!r}")
+    input_dtype = options.get("input_dtype") or "float32"
+    if input_dtype not in NETWORK_DTYPES:
+        raise FlavorError(f"the bundle's input_dtype {str(input_dtype)[:40]!r} is not a numeric dtype")
+    batch = options.get("batch")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int)
+                              or not 1 <= batch <= MAX_FIXED_BATCH):
+        raise FlavorError(f"the bundle's batch option must be a whole number from 1 to {MAX_FIXED_BATCH}")
+    return {"classes": classes, "output": output, "input_dtype": input_dtype, "batch": batch}

@@ -139,7 +139,7 @@ class OnnxFlavor(Flavor):
     def load(self, directory: Path, manifest: Manifest, *, trust: bool,
              trusted_types: list[str]) -> Predictor:
         options = manifest.flavor_options
-        return OnnxPredictor(new_session(directory / PAYLOAD), output=options.get("output"),
+        return OnnxPredictor(new_session(self.payload(directory, manifest, PAYLOAD)), output=options.get("output"),
                              proba_output=options.get("proba_output"), classes=options.get("classes"),
                              squeeze=bool(options.get("squeeze", False)))
 

@@ -62,5 +62,5 @@ class PythonFlavor(Flavor):
         self.require_trust(manifest.format, trust)
         import cloudpickle
 
-        model = cloudpickle.loads((directory / PAYLOAD).read_bytes())
+        model = cloudpickle.loads(self.payload(directory, manifest, PAYLOAD).read_bytes())
         return PythonPredictor(model, manifest.flavor_options.get("input", "dataframe"))

@@ -118,7 +118,7 @@ class SklearnFlavor(Flavor):
     def load(self, directory: Path, manifest: Manifest, *, trust: bool, trusted_types: list[str]) -> Predictor:
         format = manifest.format
         self.require_trust(format, trust)
-        path = directory / PAYLOAD[format]
+        path = self.payload(directory, manifest, PAYLOAD[format])
         if format == "skops":
             return SklearnPredictor(load_skops(path, trust=trust, trusted_types=trusted_types), manifest.signature)
         import joblib

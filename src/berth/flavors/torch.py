@@ -8,7 +8,9 @@
   the archive, so loading needs trust too.
 * ``state_dict`` (``weights.pt``): only the weights, read back with ``torch.load(weights_only=True)`` into
   ``model_class="package.module:ClassName"`` built with ``model_kwargs={...}`` (both stored in the manifest).
-  Loading runs no code from the bundle, only the named class of an installed package: no trust needed.
+  Loading runs no code from the bundle, only the named class of an installed package; since importing a module
+  runs its code, the class must be named by the caller (``trusted_types=["pkg.mod:Net"]``, ``--trusted-type``)
+  or its module already imported, else loading needs trust.
 
 Options (keywords of ``berth.save``): ``classes=[...]`` makes the model a classifier: ``predict`` returns the
 class of the largest output, ``predict_proba`` the softmax of the outputs (a single output column with two
@@ -25,6 +27,7 @@ import contextlib
 import importlib
 import json
 import re
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from berth.errors import FlavorError, PredictionError
+from berth.errors import FlavorError, PredictionError, TrustError
 from berth.flavors.base import Flavor, Predictor, SavedPayload, class_path, module_roots
 from berth.flavors.network import (
     COMMON_OPTIONS,
@@ -42,6 +45,7 @@ from berth.flavors.network import (
     classification_options,
     first_line,
     input_dtype_for,
+    loaded_options,
     sample_array,
 )
 
@@ -52,7 +56,7 @@ PAYLOAD = {"torchscript": "model.pt", "torch_export": "model.pt2", "state_dict":
 MODULE = "torch.nn.modules.module.Module"
 EXPORTED = "torch.export.exported_program.ExportedProgram"
 STATE_DICT_OPTIONS = frozenset({"model_class", "model_kwargs"})
-CLASS_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+CLASS_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,199}:[A-Za-z_][A-Za-z0-9_.]{0,199}")
 
 
 class TorchPredictor(NetworkPredictor):
@@ -179,9 +183,21 @@ def build_module(model_class: str, model_kwargs: dict[str, Any], weights: Path) 
     return module.eval()
 
 
+def check_importable(model_class: str, *, trust: bool, trusted_types: list[str]) -> None:
+    """A state dict's ``model_class`` comes from the manifest; importing a module runs its code. Without trust,
+    berth imports only a class the caller named (``trusted_types``) or one whose module is already imported."""
+    module_name = model_class.partition(":")[0]
+    if trust or model_class in trusted_types or module_name in sys.modules:
+        return
+    raise TrustError(
+        f"this state-dict bundle loads its weights into {model_class}, and importing {module_name} runs that "
+        f"module's code; name the class if you expect it, with trusted_types=[{model_class!r}] (--trusted-type "
+        f"{model_class}), import its module before loading, or pass trust=True (--trust)")
+
+
 def state_dict_options(options: dict[str, Any]) -> dict[str, Any]:
     model_class = options.get("model_class")
-    if not isinstance(model_class, str) or not CLASS_PATH.match(model_class):
+    if not isinstance(model_class, str) or not CLASS_PATH.fullmatch(model_class):
         raise FlavorError("format='state_dict' needs model_class='package.module:ClassName', the class to "
                           "load the weights into (with model_kwargs={...} for its constructor)")
     model_kwargs = options.get("model_kwargs") or {}
@@ -246,9 +262,10 @@ class TorchFlavor(Flavor):
         import torch
 
         options = manifest.flavor_options
-        path = directory / PAYLOAD[format]
+        path = self.payload(directory, manifest, PAYLOAD[format])
         if format == "state_dict":
             spec = state_dict_options(options)
+            check_importable(spec["model_class"], trust=trust, trusted_types=trusted_types)
             module = build_module(spec["model_class"], spec["model_kwargs"], path)
         else:
             try:
@@ -263,5 +280,4 @@ class TorchFlavor(Flavor):
 
 
 def predictor_options(options: dict[str, Any]) -> dict[str, Any]:
-    return {"classes": options.get("classes"), "output": options.get("output") or "logits",
-            "input_dtype": options.get("input_dtype") or "float32", "batch": options.get("batch")}
+    return loaded_options(options, "logits")

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from berth import config
+from berth import config, names
 from berth.errors import StorageError, UsageError
 from berth.names import check_model_name
 
@@ -53,6 +53,21 @@ def utc(value: dt.datetime) -> dt.datetime:
 def check_name(model: str) -> str:
     """The model-name rule of :mod:`berth.names` (the name is a directory here)."""
     return check_model_name(model)
+
+
+def check_version(version: str) -> str:
+    """A version names a file under ``<model>/versions/``: it must pass the version rule (berth.names)."""
+    problem = names.version_problem(version)
+    if problem:
+        raise UsageError(f"invalid model version: {problem}")
+    return version
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path``, checked to stay under ``root`` once resolved (no component links out of the store)."""
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise UsageError(f"{path} is outside the monitoring store {root}")
+    return path
 
 
 class Store:
@@ -91,9 +106,9 @@ class Store:
 
     def save_version(self, model: str, version: str, info: dict[str, Any]) -> None:
         """Keep what analysis needs of a served version (reference statistics, signature, metrics)."""
-        directory = self.root / check_name(model) / VERSIONS
+        directory = inside(self.root, self.root / check_name(model) / VERSIONS)
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{version}.json"
+        path = inside(self.root, directory / f"{check_version(version)}.json")
         temporary = directory / f".{version}.{os.getpid()}.tmp"
         temporary.write_text(json.dumps(info, default=str))
         os.replace(temporary, path)

@@ -11,13 +11,14 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from berth.errors import BerthError, ModelNotFoundError, NotReadyError, RequestTimeoutError
 from berth.importer import open_model
 from berth.model import LoadedModel, load_bundle
+from berth.registry.uri import is_model_uri
 from berth.serving.metrics import Metrics
 from berth.serving.settings import ServeSettings
 from berth.serving.slot import ModelSlot, Prediction, Runner
@@ -108,6 +109,10 @@ class DataPlane:
         self.slots: dict[str, ModelSlot] = {}
         self.problems: dict[str, str] = {}
         self.loading_done = False
+        # Called (from the loading thread) when a local source cannot be served: a path or file either loads
+        # or never will, so the server stops and says why. A models:/ URI can fail for a while (the registry
+        # or its storage is down): that is a not-ready server, not a fatal one.
+        self.on_fatal: Callable[[str], None] | None = None
 
     # ------------------------------------------------------------------ loading
 
@@ -132,6 +137,14 @@ class DataPlane:
                 log.error("cannot serve %s: %s", source.describe(), message)
         settle_heap()
         self.loading_done = True
+        fatal = self.fatal_problems()
+        if fatal and self.on_fatal is not None:
+            self.on_fatal(fatal)
+
+    def fatal_problems(self) -> str:
+        """Why local sources (paths, files: not models:/ URIs) could not be loaded; empty when all were."""
+        local = [s.describe() for s in self.sources if s.model is None and not is_model_uri(s.uri or "")]
+        return "; ".join(f"cannot serve {uri}: {self.problems[uri]}" for uri in local if uri in self.problems)
 
     def registry_of(self, name: str) -> Registry:
         """The registry the slot ``name`` follows its alias in."""

@@ -24,10 +24,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from berth.errors import UsageError
+from berth.errors import BerthError, BundleError, UsageError
 from berth.serving.settings import ServeSettings
 
 log = logging.getLogger("berth.serve")
+FATAL_EXIT = 4  # a worker's exit code for "a local source cannot be served": not restarted
 
 
 def configure_logging(level: str) -> None:
@@ -74,6 +75,13 @@ def serve_in_process(sources: Sequence[Any], settings: ServeSettings, sock: sock
                             access_log=False,
                             server_header=False, loop="auto", http="auto", lifespan="on")
     server = uvicorn.Server(config)
+    fatal: list[str] = []
+
+    def stop_fatally(reason: str) -> None:  # a local bundle that cannot be served: stop, and say why
+        fatal.append(reason)
+        server.should_exit = True
+
+    app.state.plane.on_fatal = stop_fatally
     if sock is None:
         sock = bind_socket(settings.host, settings.port, reuse_port=False)
     if not preload:
@@ -84,6 +92,8 @@ def serve_in_process(sources: Sequence[Any], settings: ServeSettings, sock: sock
     # here, so that a drained server exits 0 (as orchestrators expect) instead of dying by the signal
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server.run(sockets=[sock])
+    if fatal:
+        raise BundleError(fatal[0])
 
 
 def worker_main() -> None:
@@ -91,7 +101,11 @@ def worker_main() -> None:
     job = json.loads(sys.stdin.read())
     settings = ServeSettings.model_validate(job["settings"])
     sock = bind_socket(settings.host, job["port"], reuse_port=True)
-    serve_in_process(job["sources"], settings, sock, preload=True)
+    try:
+        serve_in_process(job["sources"], settings, sock, preload=True)
+    except BerthError as exc:  # the supervisor stops every worker and exits non-zero on this code
+        log.error("%s", exc.message)
+        sys.exit(FATAL_EXIT)
 
 
 def _start_worker(sources: list[str], settings: ServeSettings, port: int) -> subprocess.Popen[bytes]:
@@ -130,10 +144,16 @@ def run(sources: Sequence[Any], settings: ServeSettings) -> None:
     signal.signal(signal.SIGINT, stop)
     log.info("starting %d workers on http://%s:%s", settings.workers, settings.host, port)
     restarts: list[float] = []
+    failure = ""
     try:
         workers.extend(_start_worker(uris, settings, port) for _ in range(settings.workers))
         while not stopping:
             for index, process in enumerate(workers):
+                if process.poll() == FATAL_EXIT and not stopping:
+                    failure = ("a worker cannot load what it was asked to serve (the reason is logged above); "
+                               "not serving")
+                    stop(signal.SIGTERM, None)
+                    break
                 if process.poll() is not None and not stopping:
                     restarts = [t for t in restarts if time.monotonic() - t < 60] + [time.monotonic()]
                     if len(restarts) > 3 * settings.workers:
@@ -149,6 +169,8 @@ def run(sources: Sequence[Any], settings: ServeSettings) -> None:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+        if failure:
+            raise BundleError(failure)
     finally:
         reservation.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)

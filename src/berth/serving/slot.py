@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from berth import names
 from berth.coercion import coerce, matrix_to_frame
+from berth.errors import BundleError
 from berth.model import LoadedModel
 from berth.serving.batching import Batcher
 from berth.serving.metrics import Metrics
@@ -167,7 +169,16 @@ class ModelSlot:
 def start_runner(name: str, model: LoadedModel, version: str, settings: ServeSettings, metrics: Metrics,
                  started: float) -> Runner:
     """A warmed-up runner for ``model``, its load time recorded in the metrics."""
+    check_served(name, model.name, version)
     runner = Runner(model, version, settings, metrics)
     runner.warm_up()
     metrics.model_load_seconds.labels(name, version).set(time.perf_counter() - started)
     return runner
+
+
+def check_served(name: str, model_name: str, version: str) -> None:
+    """Names and versions become response headers, metric labels and file names under the monitoring store:
+    each must pass the rules of :mod:`berth.names` (the manifest was checked on load; this is the sink's check)."""
+    problem = names.name_problem(name) or names.name_problem(model_name) or names.version_problem(version)
+    if problem:
+        raise BundleError(f"cannot serve this model: {problem}")
