@@ -20,7 +20,7 @@ from berth.serving import monitor_routes, openapi, platforms
 from berth.serving.codec import decode_json
 from berth.serving.dataplane import DataPlane, ModelSource
 from berth.serving.fastpath import PredictionRoutes
-from berth.serving.metrics import Metrics
+from berth.serving.metrics import UNKNOWN, Metrics
 from berth.serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from berth.serving.protocols import mlflow, simple, v2
 from berth.serving.recording import Recorder
@@ -69,7 +69,9 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
                 started = time.perf_counter()
                 name = request.path_params.get("name")
                 request_id = recorder.request_id(request)
-                model, version, headers = name or "", "", {"x-request-id": request_id}
+                # a name the client chose is a label value only once it names a served model
+                model = "" if name is None else name if name in plane.slots else UNKNOWN
+                version, headers = "", {"x-request-id": request_id}
                 metrics.in_flight.inc()
                 slot: SlotView | None = None
                 try:
@@ -139,31 +141,41 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
     async def model_ready(slot: SlotView, request: Request) -> tuple[Any, int]:
         return {"name": slot.name, "ready": slot.ready}, 200 if slot.ready else 503
 
+    auth = bool(settings.api_keys)
+    errors = openapi.error_responses(openapi.PREDICTION_ERRORS, auth=auth)
+    v2_errors = openapi.error_responses(openapi.PREDICTION_ERRORS, v2=True, auth=auth)
+    v2_read_errors = openapi.error_responses((404, 503), v2=True, auth=auth)
     hot_routes = []  # also dispatched by PredictionRoutes, ahead of FastAPI's router
     for path in ("/predict", "/models/{name}/predict"):
-        app.add_api_route(path, predict, methods=["POST"], tags=["simple"], summary="Predict",
-                          openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}})
+        app.add_api_route(path, predict, methods=["POST"], tags=["simple"], summary="Predict", responses=errors,
+                          openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}},
+                                         "parameters": openapi.path_parameters(*path_names(path))})
         hot_routes.append((path, predict))
-    app.add_api_route("/invocations", invocations, methods=["POST"], tags=["mlflow"],
+    app.add_api_route("/invocations", invocations, methods=["POST"], tags=["mlflow"], responses=errors,
                       summary="MLflow / SageMaker scoring")
     hot_routes.append(("/invocations", invocations))
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-        app.add_api_route(prefix, model_metadata, methods=["GET"], tags=["v2"], summary="Model metadata")
-        app.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=["v2"], summary="Model ready")
-        app.add_api_route(prefix + "/infer", infer, methods=["POST"], tags=["v2"], summary="Inference")
+        extra = {"parameters": openapi.path_parameters(*path_names(prefix))}
+        app.add_api_route(prefix, model_metadata, methods=["GET"], tags=["v2"], summary="Model metadata",
+                          responses=v2_read_errors, openapi_extra=extra)
+        app.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=["v2"], summary="Model ready",
+                          responses=v2_read_errors, openapi_extra=extra)
+        app.add_api_route(prefix + "/infer", infer, methods=["POST"], tags=["v2"], summary="Inference",
+                          responses=v2_errors, openapi_extra=extra)
         hot_routes.append((prefix + "/infer", infer))
     platforms.add_routes(app, settings, served)  # Azure's /score; Vertex AI's routes when configured
     monitor_routes.install(app, plane, recorder)  # POST /feedback, /dashboard
 
-    @app.get("/health/live", tags=["health"])
+    @app.get("/health/live", tags=["health"], responses=openapi.probe_responses("live"))
     async def live() -> Response:
-        return json_response({"live": True})
+        stuck = plane.stuck  # a predict call outlived every request waiting for it: only a restart helps
+        return json_response({"live": not stuck}, 503 if stuck else 200)
 
-    @app.get("/health/ready", tags=["health"])
+    @app.get("/health/ready", tags=["health"], responses=openapi.probe_responses("ready"))
     async def ready() -> Response:
         return json_response(plane.readiness(), 200 if plane.ready else 503)
 
-    @app.get("/ping", tags=["mlflow"])
+    @app.get("/ping", tags=["mlflow"], responses=openapi.probe_responses("status"))
     async def ping() -> Response:
         return json_response({"status": "ok" if plane.ready else "loading"}, 200 if plane.ready else 503)
 
@@ -175,11 +187,11 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
     async def v2_live() -> Response:
         return json_response({"live": True})
 
-    @app.get("/v2/health/ready", tags=["v2"])
+    @app.get("/v2/health/ready", tags=["v2"], responses=openapi.probe_responses("ready"))
     async def v2_ready() -> Response:
         return json_response({"ready": plane.ready}, 200 if plane.ready else 503)
 
-    @app.get("/metrics", tags=["health"])
+    @app.get("/metrics", tags=["health"], response_class=Response, responses=openapi.METRICS_RESPONSES)
     async def prometheus() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
@@ -190,10 +202,15 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
 
     app.openapi = lambda: typed_openapi(app, plane)  # type: ignore[method-assign]
     app.add_middleware(PredictionRoutes, routes=hot_routes)  # innermost: inside the body limit and auth
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     if settings.api_keys:
-        app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, protect_all=settings.auth_all)
+        app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, protect_all=settings.auth_all,
+                           protect_docs=settings.protect_docs, protect_metrics=settings.protect_metrics)
     return app
+
+
+def path_names(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
 
 
 def telemetry_options(enabled: bool) -> dict[str, Any]:
@@ -213,8 +230,9 @@ def typed_openapi(app: FastAPI, plane: DataPlane) -> dict[str, Any]:
         signature = slot.runner.signature
         operation = {"summary": f"Predict with {name}", "tags": ["simple"],
                      **openapi.simple_request(signature),
-                     "responses": {"200": {"description": "Predictions", "content": {"application/json": {
-                         "schema": openapi.simple_response(signature)}}}}}
+                     "responses": {**paths["/predict"]["post"]["responses"],
+                                   "200": {"description": "Predictions", "content": {"application/json": {
+                                       "schema": openapi.simple_response(signature)}}}}}
         paths[f"/models/{name}/predict"] = {"post": operation}
         if len(plane.slots) == 1:
             paths["/predict"] = {"post": {**operation, "summary": "Predict"}}

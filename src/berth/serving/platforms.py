@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from berth.errors import SignatureError, UsageError
+from berth.serving import openapi
 from berth.serving.codec import decode_json, json_values, media_type, relocate, require_object
 from berth.serving.protocols import mlflow, simple
 from berth.serving.responses import json_response
@@ -157,7 +158,8 @@ def add_routes(app: FastAPI, settings: ServeSettings, served: Served) -> None:
         return json_response({"ready": plane.ready}, 200 if plane.ready else 503)
 
     taken = {getattr(route, "path", None) for route in app.routes} | BERTH_ROUTES
-    app.add_api_route("/score", served("/score")(score), methods=["POST"], tags=["azure"], summary="Azure ML scoring")
+    app.add_api_route("/score", served("/score")(score), methods=["POST"], tags=["azure"], summary="Azure ML scoring",
+                      responses=openapi.error_responses(openapi.PREDICTION_ERRORS, auth=bool(settings.api_keys)))
     extra: list[tuple[str, Any, str]] = []
     if settings.predict_route:
         extra.append((settings.predict_route, served("/vertex/predict")(vertex_predict), "POST"))
@@ -170,4 +172,5 @@ def add_routes(app: FastAPI, settings: ServeSettings, served: Served) -> None:
             raise UsageError(f"route {path} is one of berth's own routes; choose another (AIP_PREDICT_ROUTE, "
                              "AIP_HEALTH_ROUTE, BERTH_PREDICT_ROUTE, BERTH_HEALTH_ROUTE)")
         taken.add(path)
-        app.add_api_route(path, endpoint, methods=[method], tags=["vertex"], summary=f"Vertex AI ({method})")
+        app.add_api_route(path, endpoint, methods=[method], tags=["vertex"], summary=f"Vertex AI ({method})",
+                          responses=openapi.error_responses(openapi.PREDICTION_ERRORS, auth=bool(settings.api_keys)))
