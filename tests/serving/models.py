@@ -25,3 +25,21 @@ class FailsOnNegative:
         if (array[:, 0] < 0).any():
             raise ValueError("negative input breaks this model")
         return array[:, 0] * 2
+
+
+class HangsOnMarker:
+    """Predicts zeros; while the file ``marker`` exists, a predict call writes its pid next to it and then
+    blocks forever (a model stuck in native code, a deadlock)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def predict(self, data: Any) -> np.ndarray:
+        import os
+
+        if os.path.exists(self.marker):
+            with open(self.marker + ".pid", "w") as out:
+                out.write(str(os.getpid()))
+            while True:
+                time.sleep(3600)
+        return np.zeros(len(data))

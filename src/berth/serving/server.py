@@ -215,7 +215,7 @@ def run(sources: Sequence[Any], settings: ServeSettings) -> None:
                 log.error("worker %s exited with %s; starting a new one", worker.pid, worker.process.returncode)
                 _forget(worker, metrics_dir)
                 workers[index] = _Worker(uris, settings, port, status)
-            ready = sum(w.watch.ready and w.watch.silent_for(settings.heartbeat_timeout_s) is None for w in workers)
+            ready = sum(w.watch.ready(settings.heartbeat_timeout_s) for w in workers)
             if ready != reported:
                 supervision.write_status(status, settings.workers, ready)
                 reported = ready

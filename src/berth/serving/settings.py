@@ -74,8 +74,11 @@ class ServeSettings(BaseSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):  # BERTH_API_KEYS: comma-separated
-            return [key.strip() for key in value.split(",")]
+        if isinstance(value, str):  # BERTH_API_KEYS: comma-separated; a stray comma is fine, no key at all is not
+            keys = [key.strip() for key in value.split(",") if key.strip()]
+            if not keys:
+                raise ValueError("BERTH_API_KEYS is set but holds no key (an unset variable?); give keys or unset it")
+            return keys
         return value
 
     @field_validator("api_keys")

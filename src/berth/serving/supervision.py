@@ -16,7 +16,8 @@ Three channels tie a worker to the supervisor that started it:
 * **Pool status** (supervisor -> every worker): a small JSON file, ``{"expected": N, "ready": K}``, rewritten
   atomically when it changes. ``/health/ready`` answers 200 only while every worker beats ``R``: a hung worker
   still holds its ``SO_REUSEPORT`` socket and the kernel keeps handing it connections until it is killed, so
-  the instance is reported unready until the replacement serves.
+  the instance is reported unready from the moment the worker misses a few beats (2.5 intervals) until its
+  replacement serves.
 """
 
 from __future__ import annotations
@@ -168,9 +169,12 @@ class Watch:
         silent = now - self.last_beat
         return silent if silent > timeout_s else None
 
-    @property
-    def ready(self) -> bool:
-        return self.state == READY
+    def ready(self, timeout_s: float) -> bool:
+        """Serving, and heard from within a few beat intervals (a silent worker counts as not ready well before
+        it is killed at ``timeout_s``)."""
+        if self.state != READY or self.last_beat is None:
+            return False
+        return time.monotonic() - self.last_beat <= min(timeout_s, 2.5 * heartbeat_interval(timeout_s))
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
