@@ -71,7 +71,7 @@ def test_workers_die_with_a_killed_supervisor_and_the_next_start_cleans_up(iris_
 
 
 def test_a_stopped_worker_is_killed_and_replaced(iris_bundle: Path) -> None:
-    server = ServerProcess(str(iris_bundle), "--workers", "2", env={"BERTH_HEARTBEAT_TIMEOUT_S": "2"})
+    server = ServerProcess(str(iris_bundle), "--workers", "2", env={"BERTH_HEARTBEAT_TIMEOUT_S": "3"})
     try:
         server.wait_ready()
         server.wait_listening(2)
@@ -92,7 +92,7 @@ def test_a_worker_stuck_in_predict_is_replaced_and_readiness_shows_it(tmp_path: 
     marker = tmp_path / "hang"
     berth.save(HangsOnMarker(str(marker)), tmp_path / "model", sample=[[1.0]])
     server = ServerProcess(str(tmp_path / "model"), "--trust", "--workers", "2",
-                           env={"BERTH_HEARTBEAT_TIMEOUT_S": "2", "BERTH_TIMEOUT_S": "1"})
+                           env={"BERTH_HEARTBEAT_TIMEOUT_S": "3", "BERTH_TIMEOUT_S": "1"})
     try:
         server.wait_ready()
         server.wait_listening(2)

@@ -12,7 +12,9 @@ Three channels tie a worker to the supervisor that started it:
   stops when the event loop is blocked or the process is stopped (SIGSTOP), and the worker withholds it while a
   predict call has been running longer than ``timeout_s + heartbeat_timeout_s`` (every request waiting on it
   has had its 504 by then; the model's thread is stuck). The supervisor kills (SIGKILL) a worker whose beat is
-  older than ``heartbeat_timeout_s`` and starts another.
+  older than ``heartbeat_timeout_s`` and starts another. Until a worker first serves, the bound is the boot
+  grace (``BOOT_GRACE_S``, or ``heartbeat_timeout_s`` if longer): imports and model loading hold the GIL and
+  can starve the event loop for seconds on a busy machine.
 * **Pool status** (supervisor -> every worker): a small JSON file, ``{"expected": N, "ready": K}``, rewritten
   atomically when it changes. ``/health/ready`` answers 200 only while every worker beats ``R``: a hung worker
   still holds its ``SO_REUSEPORT`` socket and the kernel keeps handing it connections until it is killed, so
@@ -148,6 +150,7 @@ class Watch:
     started: float = field(default_factory=time.monotonic)
     last_beat: float | None = None
     state: bytes = STARTING
+    served: bool = False  # has beaten READY at least once
 
     def read(self) -> None:
         try:
@@ -159,15 +162,17 @@ class Watch:
         if data:
             self.last_beat = time.monotonic()
             self.state = data[-1:]
+            self.served = self.served or READY in data
 
     def silent_for(self, timeout_s: float) -> float | None:
-        """Seconds since the last beat if that is too long (before the first: since the start), else None."""
-        now = time.monotonic()
-        if self.last_beat is None:
-            silent = now - self.started
-            return silent if silent > max(BOOT_GRACE_S, timeout_s) else None
-        silent = now - self.last_beat
-        return silent if silent > timeout_s else None
+        """Seconds since the last beat (before the first: since the start) if that is too long, else None.
+
+        Too long is ``timeout_s`` once the worker has served; before that (imports, loading models, which can
+        starve the event loop on a busy machine) it is the boot grace.
+        """
+        silent = time.monotonic() - (self.started if self.last_beat is None else self.last_beat)
+        limit = timeout_s if self.served else max(BOOT_GRACE_S, timeout_s)
+        return silent if silent > limit else None
 
     def ready(self, timeout_s: float) -> bool:
         """Serving, and heard from within a few beat intervals (a silent worker counts as not ready well before
