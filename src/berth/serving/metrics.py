@@ -39,13 +39,12 @@ def label_value(value: Any) -> str:
 class _Bounded:
     """A metric whose ``labels()`` bounds each value and the number of label sets (see the module docstring)."""
 
-    _metrics: dict[tuple[str, ...], Any]
-
     def labels(self, *values: Any, **named: Any) -> Any:
         if named:
-            values = tuple(named[name] for name in self._labelnames)  # type: ignore[attr-defined]
+            values = tuple(named[name] for name in getattr(self, "_labelnames", ()))
         key = tuple(label_value(v) for v in values)
-        if key not in self._metrics and len(self._metrics) >= MAX_SERIES:
+        series: dict[tuple[str, ...], Any] = getattr(self, "_metrics", {})
+        if key not in series and len(series) >= MAX_SERIES:
             key = tuple(OVERFLOW for _ in key)
         return super().labels(*key)  # type: ignore[misc]
 

@@ -45,7 +45,7 @@ class ServeSettings(BaseSettings):
                                     "within this many seconds of connecting (or of its previous response).")
     body_timeout_s: float = Field(30.0, gt=0, le=3600, description="A request's body must arrive within this "
                                   "many seconds of its headers; later gets 408.")
-    keep_alive_s: float = Field(5.0, gt=0, le=3600, description="An idle keep-alive connection is closed after "
+    keep_alive_s: int = Field(5, ge=1, le=3600, description="An idle keep-alive connection is closed after "
                                 "this many seconds.")
     max_connections: int = Field(0, ge=0, description="Open connections per worker before new requests get 503 "
                                  "(0: sized from the file descriptor limit, at most 4096).")
