@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.server_process import ServerProcess
+from support.server_process import ServerProcess
 from tests.serving.conftest import ROW
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 
 import berth
 from berth.serving.supervision import clean_stale_metrics_dirs, pid_alive
-from tests.e2e.server_process import ServerProcess, listening_sockets
+from support.server_process import ServerProcess, listening_sockets
 from tests.serving.conftest import ROW
 from tests.serving.models import HangsOnMarker
 

@@ -8,19 +8,19 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from berth.errors import BerthError, BodyTimeoutError, PayloadTooLargeError, UnauthorizedError
+from berth.errors import BerthError, BodyTimeoutError, PayloadTooLargeError, UnauthorizedError, render_error
 from berth.serving.codec import dumps
-from berth.serving.responses import error_payload
 
 HEALTH_PREFIXES = ("/health", "/ping", "/v2/health")
 DOCS_PREFIXES = ("/docs", "/openapi.json", "/redoc")
 METRICS_PREFIXES = ("/metrics",)
 
 
-async def _send_error(send: Send, error: BerthError, *, v2: bool, extra: list[tuple[bytes, bytes]] = ()) -> None:
-    body = dumps(error_payload(error, v2=v2))
+async def _send_error(send: Send, error: BerthError, *, v2: bool, extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    status, payload = render_error(error, v2=v2)
+    body = dumps(payload)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

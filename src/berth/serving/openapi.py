@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.responses import Response
+
 from berth.signature import ColumnSpec, Signature
 
 JSON_TYPES = {"bool": {"type": "boolean"}, "string": {"type": "string"},
@@ -110,6 +112,7 @@ ERROR_MEANINGS = {
     504: "No answer within the server's timeout",
 }
 PREDICTION_ERRORS = (400, 404, 408, 413, 415, 422, 500, 503, 504)
+READ_ERRORS = (404, 503)
 BODY_ERRORS = (400, 408, 413, 415, 422)
 
 
@@ -121,8 +124,10 @@ def error_responses(codes: tuple[int, ...], *, v2: bool = False, auth: bool = Fa
             for code in chosen}
 
 
-def path_parameters(*names: str) -> list[dict[str, Any]]:
+def path_parameters(path: str) -> list[dict[str, Any]]:
+    """The ``{name}`` parameters of ``path`` (the handlers read them from the request, so FastAPI cannot)."""
     described = {"name": "A served model's name", "version": "The served version of that model"}
+    names = [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
     return [{"name": name, "in": "path", "required": True, "description": described.get(name, name),
              "schema": {"type": "string"}} for name in names]
 
@@ -136,3 +141,14 @@ def probe_responses(key: str) -> dict[int | str, Any]:
 METRICS_RESPONSES: dict[int | str, Any] = {200: {
     "description": "Prometheus text exposition format",
     "content": {"text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}}}}}
+PROBES = {"/health/live": "live", "/health/ready": "ready", "/ping": "status", "/v2/health/live": "live",
+          "/v2/health/ready": "ready"}
+
+
+def status_route(path: str) -> dict[str, Any]:
+    """``add_api_route`` arguments documenting a status route: probes answer 200 or 503, /metrics is text."""
+    if path == "/metrics":
+        return {"response_class": Response, "responses": METRICS_RESPONSES}
+    if path in PROBES:
+        return {"responses": probe_responses(PROBES[path])}
+    return {}

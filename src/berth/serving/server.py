@@ -78,9 +78,10 @@ def serve_in_process(sources: Sequence[Any], settings: ServeSettings, sock: sock
     fd_limit = connections.raise_fd_limit()
     app = create_app(sources, settings, load_in_background=not preload)
     plane = app.state.plane
+    # uvicorn annotates the grace period as int but hands it to asyncio.wait_for, which takes fractions too
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False,
-                            server_header=False, loop="auto", lifespan="on",
+                            timeout_graceful_shutdown=settings.graceful_timeout_s,  # type: ignore[arg-type]
+                            access_log=False, server_header=False, loop="auto", lifespan="on",
                             http=connections.header_deadline_protocol(AutoHTTPProtocol, settings.header_timeout_s),
                             timeout_keep_alive=settings.keep_alive_s,
                             limit_concurrency=connections.connection_limit(settings.max_connections, fd_limit))
