@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import string
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,3 +130,51 @@ def test_a_body_that_trickles_past_its_deadline_is_408() -> None:
     asyncio.run(middleware({"type": "http", "path": "/predict", "headers": []}, receive, send))
     assert sent[0]["status"] == BodyTimeoutError.status_code == 408
     assert (b"connection", b"close") in sent[0]["headers"]
+
+
+def test_a_stuck_predict_fails_liveness_and_readiness_until_it_returns(tmp_path: Path) -> None:
+    """With one worker there is no supervisor: the probes are what an orchestrator restarts the server on."""
+    import berth
+    from tests.serving.models import HangsOnMarker
+
+    marker = tmp_path / "hang"
+    berth.save(HangsOnMarker(str(marker)), tmp_path / "model", sample=[[1.0]])
+    with make_client([tmp_path / "model"], trust=True, timeout_s=0.2, heartbeat_timeout_s=0.2,
+                     monitor_dir=str(tmp_path / "monitoring")) as client:
+        marker.touch()
+        assert client.post("/predict", json={"features": [1.0]}).status_code == 504
+        deadline = time.monotonic() + 60
+        while client.get("/health/live").status_code == 200:
+            assert time.monotonic() < deadline, "liveness never failed"
+            time.sleep(0.05)
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["stuck_predict_s"] > 0
+        marker.unlink()
+        (tmp_path / "hang.release").touch()
+        while client.get("/health/live").status_code != 200:
+            assert time.monotonic() < deadline, "liveness never came back"
+            time.sleep(0.05)
+        assert client.post("/predict", json={"features": [1.0]}).status_code == 200
+
+
+def test_closing_a_batcher_does_not_wait_for_a_stuck_predict() -> None:
+    import threading
+
+    from berth.serving.batching import Batcher
+
+    release = threading.Event()
+    batcher: Batcher[int, int] = Batcher(lambda parts: [release.wait() and p for p in parts], max_batch_size=4,
+                                         max_delay_s=0)
+
+    async def scenario() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(batcher.submit(1, 1), 0.2)
+        assert batcher.busy_for > 0
+        await batcher.close()
+
+    closing = threading.Thread(target=asyncio.run, args=(scenario(),))
+    closing.start()
+    closing.join(60)
+    stuck = closing.is_alive()
+    release.set()
+    assert not stuck, "close() waited for the stuck predict call"

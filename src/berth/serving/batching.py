@@ -158,7 +158,9 @@ class Batcher(Generic[Part, Result]):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self.executor.shutdown(wait=True)
+        # a predict call still running now was abandoned by its callers (they had their 504): waiting for it
+        # could hang a graceful shutdown for good, so only an idle thread is joined
+        self.executor.shutdown(wait=self.busy_since is None, cancel_futures=True)
 
 
 def _settle(item: _Item[Any, Any], outcome: Any) -> None:

@@ -104,6 +104,11 @@ def serve_in_process(sources: Sequence[Any], settings: ServeSettings, sock: sock
     # here, so that a drained server exits 0 (as orchestrators expect) instead of dying by the signal
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server.run(sockets=[sock])
+    stuck = plane.stuck_for()
+    if stuck:  # its thread cannot be joined, and the interpreter would wait for it at exit forever
+        log.error("a predict call has been running for %.0f s; exiting without waiting for it", stuck)
+        logging.shutdown()
+        os._exit(1)
 
 
 def _uvicorn_server(config: Any, heartbeat: supervision.Heartbeat | None) -> Any:
