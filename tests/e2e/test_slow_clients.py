@@ -126,3 +126,19 @@ def test_past_the_connection_limit_clients_get_503_not_a_hang(iris_bundle: Path)
             time.sleep(0.2)
     finally:
         server.stop()
+
+
+def test_oversized_headers_get_431(iris_bundle: Path) -> None:
+    server = ServerProcess(str(iris_bundle), "--workers", "1")
+    try:
+        server.wait_ready()
+        with slow_connections(server, 1, PARTIAL_HEADERS + b"X-Big: " + b"a" * 70_000) as [sock]:
+            assert read_until_closed(sock, BOUND_S).startswith(b"HTTP/1.1 431 ")
+        big_url = b"GET /health/live?" + b"q" * 70_000
+        with slow_connections(server, 1, big_url) as [sock]:
+            assert read_until_closed(sock, BOUND_S).startswith(b"HTTP/1.1 431 ")
+        # a large but reasonable head still works
+        headers = {f"x-filler-{i}": "v" * 1000 for i in range(30)}
+        assert httpx.get(server.url + "/health/live", headers=headers, timeout=30).status_code == 200
+    finally:
+        server.stop()

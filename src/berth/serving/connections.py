@@ -11,6 +11,8 @@
   below gives each request ``header_timeout_s`` from the connection (or the previous response) to its last
   header; a client still sending headers then gets 408 and the connection is closed. The body has its own
   deadline (``body_timeout_s``, in :class:`berth.serving.middleware.BodyLimitMiddleware`).
+* **Header size.** uvicorn's httptools protocol buffers a request line and headers of any size; past
+  :data:`MAX_HEADER_BYTES` without a complete head, the client gets 431 and the connection is closed.
 """
 
 from __future__ import annotations
@@ -25,8 +27,18 @@ log = logging.getLogger("berth.serve")
 RESERVED_FDS = 256  # model files, thread pools, logs, metrics files, the listening socket
 MAX_AUTO_CONNECTIONS = 4096
 DARWIN_OPEN_MAX = 10240  # macOS refuses a soft limit above OPEN_MAX
-TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                    b"content-length: 36\r\nconnection: close\r\n\r\nrequest headers not received in time")
+MAX_HEADER_BYTES = 64 * 1024  # request line and headers; nginx allows 32 KiB by default, h11 16 KiB
+
+
+def _plain_response(status: str, text: str) -> bytes:
+    body = text.encode()
+    return (f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n").encode() + body
+
+
+TIMEOUT_RESPONSE = _plain_response("408 Request Timeout", "request headers not received in time")
+TOO_LARGE_RESPONSE = _plain_response("431 Request Header Fields Too Large",
+                                     f"request line and headers are larger than {MAX_HEADER_BYTES} bytes")
 
 
 def raise_fd_limit() -> int:
@@ -67,16 +79,22 @@ def header_deadline_protocol(base: type[asyncio.Protocol], timeout_s: float) -> 
             super().connection_made(transport)
             self._berth_timer: asyncio.TimerHandle | None = None
             self._berth_partial = False
+            self._berth_header_bytes = 0
             self._berth_arm()
 
         def data_received(self, data: bytes) -> None:
-            if self._berth_waiting():
+            waiting = self._berth_waiting()
+            if waiting:
                 self._berth_partial = True
+                self._berth_header_bytes += len(data)
             super().data_received(data)
+            if waiting and self._berth_waiting() and self._berth_header_bytes > MAX_HEADER_BYTES:
+                self._berth_reject(TOO_LARGE_RESPONSE)  # still no complete request line and headers
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             self._berth_partial = False
+            self._berth_header_bytes = 0
             self._berth_arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -99,8 +117,15 @@ def header_deadline_protocol(base: type[asyncio.Protocol], timeout_s: float) -> 
             if transport is None or transport.is_closing() or not self._berth_waiting():
                 return  # a request is being handled; the next response re-arms the deadline
             if self._berth_partial:
-                transport.write(TIMEOUT_RESPONSE)
-            transport.close()
+                self._berth_reject(TIMEOUT_RESPONSE)
+            else:
+                transport.close()
+
+        def _berth_reject(self, response: bytes) -> None:
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(response)
+                transport.close()
 
     HeaderDeadline.__name__ = HeaderDeadline.__qualname__ = f"HeaderDeadline{base.__name__}"
     return HeaderDeadline
