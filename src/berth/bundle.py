@@ -49,12 +49,15 @@ def save(
     metadata: dict[str, Any] | None = None,
     description: str = "",
     overwrite: bool = False,
+    examples: bool = True,
     **options: Any,
 ) -> Manifest:
     """Save ``model`` as a bundle at ``path`` (a directory, or an fsspec URL such as ``s3://bucket/key``).
 
     ``sample`` (a few rows of input) gives the signature; ``reference`` (the training data) gives the reference
-    statistics that monitoring compares live traffic with. Extra keyword arguments go to the flavor, e.g.
+    statistics that monitoring compares live traffic with. ``examples=False`` keeps no rows of the sample in
+    the manifest (the signature's example, shown by a server's /docs): for sensitive data; the reference holds
+    only aggregate statistics either way. Extra keyword arguments go to the flavor, e.g.
     ``compress=("zlib", 3)`` for ``format="joblib"``.
     """
     if name is not None and names.name_problem(name):
@@ -66,6 +69,8 @@ def save(
     with storage.staging_directory(path) as staged:
         payload = chosen.save(model, staged, format=payload_format, sample=sample, options=options)
         signature = build_signature(model, payload.predictor, sample, payload.options)
+        if not examples:
+            signature = Signature(signature.layout, signature.outputs, signature.columns, signature.tensor, [])
         manifest = Manifest(
             name=name if name is not None else default_name(path),
             flavor=chosen.name,

@@ -80,12 +80,21 @@ def coerce(signature: Signature, data: Any, *, to: Target = "dataframe", dtype: 
     problems.raise_if_any()
     if isinstance(columns, np.ndarray):  # fast path: a validated numeric matrix
         if to == "ndarray":
-            return columns.astype(dtype or _common_dtype(signature), copy=False)
+            matrix = checked_cast(columns, dtype or _common_dtype(signature), problems)
+            problems.raise_if_any()
+            return matrix
+        for i, spec in enumerate(signature.columns):  # each column must fit its own dtype
+            if spec.dtype != columns.dtype.name and not (spec.is_integer and spec.nullable):
+                checked_cast(columns[:, i], spec.dtype, problems, field=spec.name)
+        problems.raise_if_any()
         return matrix_to_frame(signature, columns)
     checked = {spec.name: _check_column(spec, columns[spec.name], problems) for spec in signature.columns}
     problems.raise_if_any()
     if to == "ndarray":
-        return np.column_stack([checked[n] for n in signature.names]).astype(dtype or _common_dtype(signature))
+        matrix = checked_cast(np.column_stack([checked[n] for n in signature.names]),
+                              dtype or _common_dtype(signature), problems)
+        problems.raise_if_any()
+        return matrix
     return pd.DataFrame(checked, columns=signature.names)
 
 
@@ -142,6 +151,8 @@ def _rows(signature: Signature, rows: Any, width: int, problems: _Problems) -> n
     array: np.ndarray | None = None
     try:
         array = np.asarray(rows) if not isinstance(rows, np.ndarray) else rows
+    except OverflowError:  # an integer too large for any numpy type: numpy keeps it as an object
+        array = np.asarray(rows, dtype=object)
     except ValueError:  # ragged rows
         array = None
     if array is None or array.ndim != 2 or array.shape[1] != width:
@@ -275,7 +286,7 @@ def _check_numeric(spec: ColumnSpec, array: np.ndarray, problems: _Problems) -> 
                 problems.add(f"expected an integer, got {array[row].item()!r}", row=int(row), field=spec.name)
             if nan.any():
                 return array  # integers with gaps stay float, as pandas and scikit-learn expect
-    return array.astype(spec.dtype, copy=False)
+    return checked_cast(array, spec.dtype, problems, field=spec.name)
 
 
 def _check_bool(spec: ColumnSpec, array: np.ndarray, problems: _Problems) -> np.ndarray:
@@ -324,8 +335,8 @@ def _coerce_tensor(signature: Signature, data: Any, problems: _Problems, dtype: 
     spec = signature.tensor
     assert spec is not None
     try:
-        array = np.asarray(data, dtype=dtype or spec.dtype)
-    except (ValueError, TypeError) as exc:
+        array = checked_cast(np.asarray(data), dtype or spec.dtype, problems)
+    except (ValueError, TypeError, OverflowError) as exc:
         problems.add(f"expected a {spec.dtype} tensor of shape {list(spec.shape)}: {exc}")
         problems.raise_if_any()
         raise AssertionError("unreachable") from exc
@@ -339,3 +350,35 @@ def _coerce_tensor(signature: Signature, data: Any, problems: _Problems, dtype: 
         problems.add("empty input: send at least one item")
     problems.raise_if_any()
     return array
+
+
+def checked_cast(array: np.ndarray, dtype: Any, problems: _Problems, field: str | None = None) -> np.ndarray:
+    """``array`` as ``dtype``, with each value that does not fit (overflows a float, leaves an integer range)
+    reported instead of silently becoming infinity or a wrapped-around number."""
+    target = np.dtype(dtype)
+    if array.dtype == target or target.kind not in "biuf":
+        return array.astype(target, copy=False)
+    if array.dtype.kind == "O":
+        try:
+            array = array.astype("float64")
+        except (ValueError, TypeError, OverflowError):
+            problems.add(f"expected {target.name} values", field=field)
+            return array
+    if array.dtype.kind not in "biuf":
+        return array.astype(target, copy=False)
+    if target.kind == "f":
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = array.astype(target)
+        bad = np.isfinite(array) & ~np.isfinite(cast) if array.dtype.kind == "f" else ~np.isfinite(cast)
+    elif target.kind in "iu":
+        info = np.iinfo(target)
+        with np.errstate(invalid="ignore"):
+            bad = (array < info.min) | (array > info.max)
+            cast = array.astype(target) if not bad.any() else array
+    else:
+        return array.astype(target, copy=False)
+    flat = np.flatnonzero(np.asarray(bad).reshape(-1))
+    for index in flat[:10]:
+        row = int(index // (array.shape[1] if array.ndim == 2 and field is None else 1))
+        problems.add(f"value out of range for {target.name}", row=row, field=field)
+    return cast

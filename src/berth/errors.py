@@ -133,6 +133,13 @@ class UnsupportedMediaTypeError(RequestError):
     code = "unsupported_media_type"
 
 
+class BodyTimeoutError(RequestError):
+    """The request body did not arrive in time (a slow or stalled client)."""
+
+    status_code = 408
+    code = "body_timeout"
+
+
 class NotReadyError(BerthError):
     status_code = 503
     code = "not_ready"

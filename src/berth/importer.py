@@ -68,6 +68,7 @@ def import_model(
     name: str | None = None,
     format: str | None = None,
     overwrite: bool = False,
+    examples: bool = True,
 ) -> Manifest:
     """Import the model file at ``path`` as a bundle at ``output``; returns the bundle's manifest.
 
@@ -89,7 +90,7 @@ def import_model(
     origin = {"file": Path(str(path)).name, "sha256": digest, "format": kind}
     bundle_name = name if name is not None else default_name(output)
     return write_bundle(model, output, origin, sample=rows, synthetic=synthetic, name=bundle_name,
-                        format=format, metadata=metadata, overwrite=overwrite)
+                        format=format, metadata=metadata, overwrite=overwrite, examples=examples)
 
 
 def file_format(path: str | os.PathLike[str]) -> str:
@@ -172,7 +173,7 @@ def sample_rows(sample: Any, model: Any, metadata: dict[str, Any]) -> tuple[Any,
 
 def write_bundle(model: Any, output: str | os.PathLike[str], origin: dict[str, Any], *, sample: Any,
                  synthetic: bool, name: str, format: str | None, metadata: dict[str, Any],
-                 overwrite: bool) -> Manifest:
+                 overwrite: bool, examples: bool = True) -> Manifest:
     """Save, load back once, record the origin in the manifest, then publish the bundle at ``output``."""
     from berth.bundle import choose_flavor, save
     from berth.model import load
@@ -185,7 +186,7 @@ def write_bundle(model: Any, output: str | os.PathLike[str], origin: dict[str, A
     with storage.staging_directory(output) as staged:
         bundle = staged / "bundle"
         try:
-            manifest = save(model, bundle, sample=sample, name=name, flavor=flavor.name,
+            manifest = save(model, bundle, sample=sample, name=name, flavor=flavor.name, examples=examples,
                             format=payload_format, metadata=metadata)
         except FlavorError as exc:
             raise FlavorError(exc.message + hint, exc.details) from exc

@@ -25,3 +25,21 @@ class FailsOnNegative:
         if (array[:, 0] < 0).any():
             raise ValueError("negative input breaks this model")
         return array[:, 0] * 2
+
+
+class HangsOnMarker:
+    """Predicts zeros; while the file ``marker`` exists, a predict call writes its pid to ``marker.pid`` and
+    blocks until ``marker.release`` exists (forever, if nobody creates it: a model stuck in native code)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def predict(self, data: Any) -> np.ndarray:
+        import os
+
+        if os.path.exists(self.marker):
+            with open(self.marker + ".pid", "w") as out:
+                out.write(str(os.getpid()))
+            while not os.path.exists(self.marker + ".release"):
+                time.sleep(0.05)
+        return np.zeros(len(data))

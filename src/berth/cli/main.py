@@ -156,13 +156,15 @@ def import_command(
         "--format", help="The payload format (default: the flavor's safe one: skops for scikit-learn).",
     )] = None,
     overwrite: Overwrite = False,
+    no_examples: Annotated[bool, typer.Option(
+        "--no-examples", help="Keep no sample rows in the manifest (for sensitive data; /docs shows none).")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Turn a model file saved with joblib, pickle or ONNX into a bundle."""
     from berth.importer import import_model
 
     manifest = import_model(file, output, trust=trust, sample=sample, name=name, format=format,
-                            overwrite=overwrite)
+                            overwrite=overwrite, examples=not no_examples)
     if as_json:
         print_json({"source": file, **bundle_summary(output, manifest)})
         return
@@ -274,6 +276,10 @@ def serve_command(
     max_body_mb: Annotated[float | None, typer.Option(help="Largest request body (default 10).")] = None,
     api_key: Annotated[list[str] | None, typer.Option(
         "--api-key", help="Require Authorization: Bearer KEY on prediction routes (repeatable).")] = None,
+    protect_docs: Annotated[bool, typer.Option(
+        "--protect-docs", help="Also require the API key for /docs and /openapi.json (example rows).")] = False,
+    protect_metrics: Annotated[bool, typer.Option(
+        "--protect-metrics", help="Also require the API key for /metrics (it names the models).")] = False,
     registry: Annotated[str | None, typer.Option(
         "--registry", metavar="URL", help="The registry models:/ URIs resolve in: sqlite:///PATH or "
         "postgresql://... (default $BERTH_REGISTRY_URL, else $BERTH_HOME/registry.db).")] = None,
@@ -304,6 +310,7 @@ def serve_command(
     given = {"host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
              "max_batch_delay_ms": max_batch_delay_ms, "timeout_s": timeout_s, "max_body_mb": max_body_mb,
              "api_keys": api_key or None, "log_level": log_level, "trust": trust or None,
+             "protect_docs": protect_docs or None, "protect_metrics": protect_metrics or None,
              "poll_interval_s": poll_interval_s, "registry_url": registry,
              "batching": False if no_batching else None, "log_predictions": log_predictions,
              "log_sample_rate": log_sample_rate, "monitor_dir": monitor_dir}

@@ -18,6 +18,7 @@ from berth.errors import RequestError, UsageError
 from berth.monitoring.store import FEEDBACK, Store
 
 MAX_ID_LENGTH = 200
+MAX_ROW = 2**31 - 1  # rows are stored as int32
 
 
 def feedback_table(items: Any, received: dt.datetime | None = None) -> pa.Table:
@@ -37,10 +38,10 @@ def feedback_table(items: Any, received: dt.datetime | None = None) -> pa.Table:
         if not isinstance(request_id, str) or not request_id or len(request_id) > MAX_ID_LENGTH:
             details.append({"loc": [*where, "request_id"], "msg": "expected a non-empty string"})
             continue
-        if isinstance(row, bool) or not isinstance(row, int) or row < 0:
-            details.append({"loc": [*where, "row"], "msg": "expected a non-negative integer"})
-            continue
         values = label if isinstance(label, list) else [label]
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row <= MAX_ROW - len(values):
+            details.append({"loc": [*where, "row"], "msg": f"expected an integer from 0 to {MAX_ROW}"})
+            continue
         if not values or any(v is None or isinstance(v, dict | list) for v in values):
             details.append({"loc": [*where, "label"], "msg": "expected a value or a list of values"})
             continue

@@ -224,10 +224,16 @@ class Store:
                 yield day_dir, dt.date.fromisoformat(match.group(1))
 
 
+MAX_DURATION_S = 100 * 365 * 86400  # spans past this overflow dates and mean nothing
+
+
 def parse_duration(text: str) -> dt.timedelta:
     """``30d``, ``24h``, ``15m``, ``90s``, ``2w`` as a time span."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text or "")
     if not match:
         raise UsageError(f"invalid duration {text!r}: use a number and a unit, e.g. 30d, 24h, 15m")
     amount, unit = float(match.group(1)), match.group(2)
-    return dt.timedelta(seconds=amount * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit])
+    seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    if seconds > MAX_DURATION_S:
+        raise UsageError(f"invalid duration {text!r}: at most {MAX_DURATION_S // 86400 // 365} years")
+    return dt.timedelta(seconds=seconds)

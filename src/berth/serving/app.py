@@ -67,11 +67,11 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
     app.state.metrics = metrics
     app.state.recorder = recorder
     served = Served(plane, metrics, recorder, version())
-    hot_routes = add_prediction_routes(app, served, PREDICTION_ROUTES)
+    hot_routes = add_prediction_routes(app, served, PREDICTION_ROUTES, auth=bool(settings.api_keys))
     platforms.add_routes(app, settings, served)  # Azure's /score; Vertex AI's routes when configured
     monitor_routes.install(app, plane, recorder)  # POST /feedback, /dashboard
     for path, status_endpoint, tag in served.status_routes():
-        app.add_api_route(path, status_endpoint, methods=["GET"], tags=[tag])
+        app.add_api_route(path, status_endpoint, methods=["GET"], tags=[tag], **openapi.status_route(path))
 
     @app.exception_handler(BerthError)
     async def berth_error(request: Request, exc: BerthError) -> Response:
@@ -79,20 +79,28 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
 
     app.openapi = lambda: typed_openapi(app, plane)  # type: ignore[method-assign]
     app.add_middleware(PredictionRoutes, routes=hot_routes)  # innermost: inside the body limit and auth
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     if settings.api_keys:
-        app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, protect_all=settings.auth_all)
+        app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, protect_all=settings.auth_all,
+                           protect_docs=settings.protect_docs, protect_metrics=settings.protect_metrics)
     return app
 
 
-def add_prediction_routes(app: FastAPI, served: Served, table: Sequence[PredictionRoute]) -> list[tuple[str, Endpoint]]:
-    """Register the rows of ``table`` with FastAPI; returns the ``POST`` routes for the fast path."""
+def add_prediction_routes(app: FastAPI, served: Served, table: Sequence[PredictionRoute], *,
+                          auth: bool = False) -> list[tuple[str, Endpoint]]:
+    """Register the rows of ``table`` with FastAPI; returns the ``POST`` routes for the fast path.
+
+    Each route's OpenAPI entry lists its path parameters and the errors it answers (401 when keys are set).
+    """
     hot: list[tuple[str, Endpoint]] = []
     for row in table:
         endpoint = served.endpoint(row.metric, row.handler, v2_errors=row.v2_errors)
+        codes = openapi.PREDICTION_ERRORS if row.method == "POST" else openapi.READ_ERRORS
+        responses = openapi.error_responses(codes, v2=row.v2_errors, auth=auth)
         for path in row.paths:
+            extra = {**(row.openapi_extra or {}), "parameters": openapi.path_parameters(path)}
             app.add_api_route(path, endpoint, methods=[row.method], tags=[row.tag], summary=row.summary,
-                              openapi_extra=row.openapi_extra)
+                              openapi_extra=extra, responses=responses)
             if row.method == "POST":
                 hot.append((path, endpoint))
     return hot
@@ -115,8 +123,9 @@ def typed_openapi(app: FastAPI, plane: DataPlane) -> dict[str, Any]:
         signature = slot.runner.signature
         operation = {"summary": f"Predict with {name}", "tags": ["simple"],
                      **openapi.simple_request(signature),
-                     "responses": {"200": {"description": "Predictions", "content": {"application/json": {
-                         "schema": openapi.simple_response(signature)}}}}}
+                     "responses": {**paths["/predict"]["post"]["responses"],
+                                   "200": {"description": "Predictions", "content": {"application/json": {
+                                       "schema": openapi.simple_response(signature)}}}}}
         paths[f"/models/{name}/predict"] = {"post": operation}
         if len(plane.slots) == 1:
             paths["/predict"] = {"post": {**operation, "summary": "Predict"}}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ class Batcher(Generic[Part, Result]):
     def __init__(self, run_batch: Callable[[Sequence[Part]], Sequence[Result]], *, max_batch_size: int,
                  max_delay_s: float, name: str = "model",
                  on_batch: Callable[[int], None] | None = None) -> None:
-        self.run_batch = run_batch
+        self._run_batch = run_batch
+        self.busy_since: float | None = None  # when the predict call running in the thread started
         self.max_batch_size = max(1, max_batch_size)
         self.max_delay_s = max(0.0, max_delay_s)
         self.on_batch = on_batch
@@ -43,6 +45,20 @@ class Batcher(Generic[Part, Result]):
         self.arriving = 0  # requests received for this model and not yet queued
         self._task: asyncio.Task[None] | None = None
         self.closed = False
+
+    def run_batch(self, parts: Sequence[Part]) -> Sequence[Result]:
+        """``run_batch`` in the model's thread, with its start time visible to :attr:`busy_for`."""
+        self.busy_since = time.monotonic()
+        try:
+            return self._run_batch(parts)
+        finally:
+            self.busy_since = None
+
+    @property
+    def busy_for(self) -> float:
+        """How long the predict call now running has been running (0 when idle)."""
+        since = self.busy_since
+        return 0.0 if since is None else time.monotonic() - since
 
     @property
     def depth(self) -> int:
@@ -142,7 +158,9 @@ class Batcher(Generic[Part, Result]):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self.executor.shutdown(wait=True)
+        # a predict call still running now was abandoned by its callers (they had their 504): waiting for it
+        # could hang a graceful shutdown for good, so only an idle thread is joined
+        self.executor.shutdown(wait=self.busy_since is None, cancel_futures=True)
 
 
 def _settle(item: _Item[Any, Any], outcome: Any) -> None:

@@ -22,6 +22,7 @@ from berth.registry.uri import is_model_uri
 from berth.serving.metrics import Metrics
 from berth.serving.settings import ServeSettings
 from berth.serving.slot import ModelSlot, Prediction, Runner
+from berth.serving.supervision import PoolStatus
 
 if TYPE_CHECKING:
     from berth.registry.store import Registry
@@ -113,6 +114,7 @@ class DataPlane:
         # or never will, so the server stops and says why. A models:/ URI can fail for a while (the registry
         # or its storage is down): that is a not-ready server, not a fatal one.
         self.on_fatal: Callable[[str], None] | None = None
+        self.pool: PoolStatus | None = None  # set in a supervised worker: the state of its sibling workers
 
     # ------------------------------------------------------------------ loading
 
@@ -154,16 +156,36 @@ class DataPlane:
         return registry
 
     @property
-    def ready(self) -> bool:
+    def models_ready(self) -> bool:
+        """This process serves every model."""
         return self.loading_done and not self.problems and all(s.ready for s in self.slots.values())
 
+    @property
+    def ready(self) -> bool:
+        """This process serves every model, and so does every sibling worker (see serving/supervision.py)."""
+        return self.models_ready and (self.pool is None or self.pool.all_ready) and not self.stuck
+
+    @property
+    def stuck(self) -> bool:
+        """A predict call has outlived every request that could wait for it (``timeout_s``) by a margin."""
+        return self.stuck_for() > self.settings.timeout_s + self.settings.heartbeat_timeout_s
+
+    def stuck_for(self) -> float:
+        """How long the longest predict call now running has been running."""
+        return max((slot.runner.batcher.busy_for for slot in list(self.slots.values())), default=0.0)
+
     def readiness(self) -> dict[str, Any]:
-        return {
+        state = {
             "ready": self.ready,
             "models": {name: slot_state(slot) for name, slot in self.slots.items()},
             "problems": self.problems,
             "loading": not self.loading_done,
         }
+        if self.pool is not None:
+            state["workers"] = self.pool.state()
+        if self.stuck:
+            state["stuck_predict_s"] = round(self.stuck_for(), 1)
+        return state
 
     # ------------------------------------------------------------------ predicting
 

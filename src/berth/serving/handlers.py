@@ -20,7 +20,7 @@ from berth.errors import ModelNotFoundError, SignatureError
 from berth.serving.codec import decode_json
 from berth.serving.dataplane import DataPlane
 from berth.serving.fastpath import Endpoint
-from berth.serving.metrics import Metrics
+from berth.serving.metrics import UNKNOWN, Metrics
 from berth.serving.protocols import mlflow, simple, v2
 from berth.serving.recording import Recorder
 from berth.serving.responses import error_response, json_response
@@ -122,7 +122,9 @@ class Served:
             started = time.perf_counter()
             name = request.path_params.get("name")
             request_id = recorder.request_id(request)
-            model, version, headers = name or "", "", {"x-request-id": request_id}
+            # a name the client chose becomes a label value only once it names a served model
+            model = "" if name is None else name if name in plane.slots else UNKNOWN
+            version, headers = "", {"x-request-id": request_id}
             metrics.in_flight.inc()
             slot: SlotView | None = None
             try:
@@ -152,7 +154,8 @@ class Served:
     # ------------------------------------------------------------------ health, metadata, metrics
 
     async def live(self) -> Response:
-        return json_response({"live": True})
+        stuck = self.plane.stuck  # a predict call outlived every request waiting for it: only a restart helps
+        return json_response({"live": not stuck}, 503 if stuck else 200)
 
     async def ready(self) -> Response:
         return json_response(self.plane.readiness(), 200 if self.plane.ready else 503)

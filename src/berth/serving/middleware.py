@@ -1,16 +1,19 @@
-"""Pure ASGI middleware: request body size limit and API-key authentication."""
+"""Pure ASGI middleware: request body size limit and deadline, and API-key authentication."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from berth.errors import BerthError, PayloadTooLargeError, UnauthorizedError, render_error
+from berth.errors import BerthError, BodyTimeoutError, PayloadTooLargeError, UnauthorizedError, render_error
 from berth.serving.codec import dumps
 
-OPEN_PREFIXES = ("/health", "/ping", "/metrics", "/docs", "/openapi.json", "/redoc", "/v2/health")
+HEALTH_PREFIXES = ("/health", "/ping", "/v2/health")
+DOCS_PREFIXES = ("/docs", "/openapi.json", "/redoc")
+METRICS_PREFIXES = ("/metrics",)
 
 
 async def _send_error(send: Send, error: BerthError, *, v2: bool, extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
@@ -26,58 +29,95 @@ def _is_v2(scope: Scope) -> bool:
 
 
 class BodyLimitMiddleware:
-    """413 for a body over the limit: from Content-Length up front, or while streaming a chunked body."""
+    """413 for a body over the limit (from Content-Length up front, or while streaming a chunked body), and 408
+    for a body that has not fully arrived ``timeout_s`` after the headers (a slowly trickling client).
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Both are raised from ``receive`` as :class:`BerthError` subclasses, so whichever handler reads the body
+    renders them as 413/408; one that escapes the app is rendered here (if the response has not started).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = PayloadTooLargeError(f"request body is larger than {self.max_bytes} bytes (--max-body-mb)")
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _send_error(send, too_large, v2=_is_v2(scope))
+                await _send_error(send, self._too_large(), v2=_is_v2(scope))
                 return
         received = 0
+        loop = asyncio.get_running_loop()
+        deadline = None if self.timeout_s is None else loop.time() + self.timeout_s
+        body_done = False
+        started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done or deadline is None:
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    raise BodyTimeoutError(f"the request body did not arrive within {self.timeout_s:g} s "
+                                           "(--body-timeout-s)", [{"loc": ["body"], "msg": "too slow"}]) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise self._too_large()
+                body_done = not message.get("more_body", False)
             return message
 
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await _send_error(send, too_large, v2=_is_v2(scope))
+            await self.app(scope, limited_receive, tracked_send)
+        except (PayloadTooLargeError, BodyTimeoutError) as error:
+            if started:
+                raise
+            await _send_error(send, error, v2=_is_v2(scope), extra=[(b"connection", b"close")])
 
-
-class _BodyTooLarge(Exception):
-    pass
+    def _too_large(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(f"request body is larger than {self.max_bytes} bytes (--max-body-mb)",
+                                    [{"loc": ["body"], "msg": f"larger than {self.max_bytes} bytes"}])
 
 
 class ApiKeyMiddleware:
-    """``Authorization: Bearer KEY`` on protected routes; keys compared in constant time."""
+    """``Authorization: Bearer KEY`` on protected routes; keys compared in constant time.
 
-    def __init__(self, app: ASGIApp, keys: Iterable[str], protect_all: bool = False) -> None:
+    Health probes stay open (orchestrators probe without keys); so do ``/docs``, ``/openapi.json`` and
+    ``/metrics`` unless ``protect_docs`` / ``protect_metrics``; ``protect_all`` closes everything.
+    """
+
+    def __init__(self, app: ASGIApp, keys: Iterable[str], protect_all: bool = False, *,
+                 protect_docs: bool = False, protect_metrics: bool = False) -> None:
         self.app = app
         self.keys = [key.encode() for key in keys]
+        if not self.keys or not all(self.keys):
+            raise ValueError("API-key authentication needs non-empty keys")
         self.protect_all = protect_all
+        open_prefixes = list(HEALTH_PREFIXES)
+        if not protect_docs:
+            open_prefixes += DOCS_PREFIXES
+        if not protect_metrics:
+            open_prefixes += METRICS_PREFIXES
+        self.open_prefixes = tuple(open_prefixes)
 
     def _protected(self, path: str) -> bool:
-        return self.protect_all or (not path.startswith(OPEN_PREFIXES) and path != "/v2")
+        return self.protect_all or (not path.startswith(self.open_prefixes) and path != "/v2")
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.partition(b" ")
-                if scheme.lower() != b"bearer":
+                if scheme.lower() != b"bearer" or not token.strip():
                     return False
                 matched = False
                 for key in self.keys:  # compare against every key: timing says nothing about which matched

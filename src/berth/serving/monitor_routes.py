@@ -14,6 +14,7 @@ from berth.errors import ModelNotFoundError, RequestError
 from berth.monitoring.dashboard import create_router
 from berth.monitoring.feedback import feedback_table
 from berth.monitoring.store import FEEDBACK
+from berth.serving import openapi
 from berth.serving.codec import decode_json
 from berth.serving.responses import error_response, json_response
 
@@ -47,6 +48,7 @@ def install(app: FastAPI, plane: DataPlane, recorder: Recorder) -> None:
     app.add_api_route("/feedback", feedback, methods=["POST"], tags=["monitoring"], summary="True labels",
                       description="`{\"request_id\": ..., \"label\": ...}` or a list of them; `model` (in the "
                                   "body or the query) is needed only when several models are served.",
+                      responses=openapi.error_responses((*openapi.BODY_ERRORS, 404)),
                       openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}})
     app.include_router(create_router(store, lambda: live_status(plane, recorder)))
 

@@ -37,6 +37,7 @@ from berth.contracts import (
     VERTEX_PREDICT_ROUTE_ENV,
 )
 from berth.errors import SignatureError, UsageError
+from berth.serving import openapi
 from berth.serving.codec import decode_json, json_values, media_type, relocate, require_object
 from berth.serving.protocols import mlflow, simple
 from berth.serving.responses import json_response
@@ -172,7 +173,8 @@ def add_routes(app: FastAPI, settings: ServeSettings, served: Served) -> None:
 
     taken = {getattr(route, "path", None) for route in app.routes} | BERTH_ROUTES
     app.add_api_route("/score", served.endpoint("/score", score), methods=["POST"], tags=["azure"],
-                      summary="Azure ML scoring")
+                      summary="Azure ML scoring",
+                      responses=openapi.error_responses(openapi.PREDICTION_ERRORS, auth=bool(settings.api_keys)))
     extra: list[tuple[str, Any, str]] = []
     if settings.predict_route:
         extra.append((settings.predict_route, served.endpoint("/vertex/predict", vertex_predict), "POST"))
@@ -185,4 +187,5 @@ def add_routes(app: FastAPI, settings: ServeSettings, served: Served) -> None:
             raise UsageError(f"route {path} is one of berth's own routes; choose another (AIP_PREDICT_ROUTE, "
                              "AIP_HEALTH_ROUTE, BERTH_PREDICT_ROUTE, BERTH_HEALTH_ROUTE)")
         taken.add(path)
-        app.add_api_route(path, endpoint, methods=[method], tags=["vertex"], summary=f"Vertex AI ({method})")
+        app.add_api_route(path, endpoint, methods=[method], tags=["vertex"], summary=f"Vertex AI ({method})",
+                          responses=openapi.error_responses(openapi.PREDICTION_ERRORS, auth=bool(settings.api_keys)))

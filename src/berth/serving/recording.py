@@ -20,11 +20,11 @@ import re
 import time
 from typing import Any
 
-from prometheus_client import Counter, Gauge
 from starlette.requests import Request
 
 from berth.monitoring.log import PendingRecord, PredictionLog
 from berth.monitoring.store import Store
+from berth.serving.metrics import Counter, Gauge
 
 log = logging.getLogger("berth.serve")
 REQUEST_ID_HEADER = "x-request-id"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -34,7 +34,21 @@ class ServeSettings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Bearer keys for prediction routes (comma-separated in BERTH_API_KEYS).")
     auth_all: bool = Field(False, description="Also require a key for health, metrics and docs routes.")
+    protect_docs: bool = Field(False, description="Also require a key for /docs and /openapi.json (they show "
+                                                  "example rows from the training sample).")
+    protect_metrics: bool = Field(False, description="Also require a key for /metrics (it names the models).")
     trust: bool = Field(False, description="Allow pickle-based payloads (they run code when loaded).")
+    heartbeat_timeout_s: float = Field(30.0, gt=0, le=3600, description="A worker silent this long (event loop "
+                                       "blocked, process stopped, or a predict call running longer than timeout_s "
+                                       "plus this) is killed and replaced.")
+    header_timeout_s: float = Field(10.0, gt=0, le=3600, description="A client must send a request's headers "
+                                    "within this many seconds of connecting (or of its previous response).")
+    body_timeout_s: float = Field(30.0, gt=0, le=3600, description="A request's body must arrive within this "
+                                  "many seconds of its headers; later gets 408.")
+    keep_alive_s: int = Field(5, ge=1, le=3600, description="An idle keep-alive connection is closed after "
+                                "this many seconds.")
+    max_connections: int = Field(0, ge=0, description="Open connections per worker before new requests get 503 "
+                                 "(0: sized from the file descriptor limit, at most 4096).")
     graceful_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may take.")
     registry_url: str | None = Field(None, description="The registry models:/ URIs are resolved in (default: "
                                      "sqlite:///$BERTH_HOME/registry.db), as in the registry commands.")
@@ -62,9 +76,29 @@ class ServeSettings(BaseSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
+        if isinstance(value, str):  # BERTH_API_KEYS: comma-separated; a stray comma is fine, no key at all is not
+            keys = [key.strip() for key in value.split(",") if key.strip()]
+            if not keys:
+                raise ValueError("BERTH_API_KEYS is set but holds no key (an unset variable?); give keys or unset it")
+            return keys
         return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_empty_keys(cls, keys: list[str]) -> list[str]:
+        """An empty key (``--api-key "$UNSET"``, ``BERTH_API_KEYS=" , "``) is a mistake that would either let an
+        empty bearer token in or turn authentication off without a word: refuse it."""
+        if any(not key.strip() for key in keys):
+            raise ValueError("an API key is empty (an unset variable?); give non-empty keys or none at all")
+        if any(key != key.strip() or any(c.isspace() or not c.isprintable() for c in key) for key in keys):
+            raise ValueError("API keys cannot hold spaces or control characters")
+        return keys
+
+    @model_validator(mode="after")
+    def _protection_needs_keys(self) -> ServeSettings:
+        if (self.protect_docs or self.protect_metrics or self.auth_all) and not self.api_keys:
+            raise ValueError("protect_docs, protect_metrics and auth_all need API keys (--api-key or BERTH_API_KEYS)")
+        return self
 
     @property
     def max_body_bytes(self) -> int:

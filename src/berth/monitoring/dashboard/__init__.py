@@ -21,6 +21,7 @@ from berth.errors import render_error
 from berth.monitoring.store import Store, parse_duration
 
 CACHE_SECONDS = 3.0
+CACHE_ENTRIES = 64
 LiveStatus = Callable[[], dict[str, Any]]
 
 
@@ -46,6 +47,8 @@ class ReportCache:
             if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
                 return cached[1]
             data = dashboard_report(self.store, model, window)
+            if len(self._entries) >= CACHE_ENTRIES:  # keys come from clients: keep the newest few only
+                self._entries.pop(min(self._entries, key=lambda k: self._entries[k][0]))
             self._entries[key] = (time.monotonic(), data)
             return data
 
@@ -91,7 +94,9 @@ def create_router(store: Store, live: LiveStatus | None = None) -> APIRouter:
         return JSONResponse({"models": models, "server": status.get("server"), "store": str(store.root),
                              "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
 
-    @router.get("/dashboard/api/report", summary="Drift, quality, performance and traffic of one model")
+    @router.get("/dashboard/api/report", summary="Drift, quality, performance and traffic of one model",
+                responses={400: {"description": "Invalid window or model", "content": {"application/json": {
+                    "schema": {"type": "object", "properties": {"error": {"type": "object"}}}}}}})
     def report(model: str, window: str = Query("1h", description="e.g. 15m, 24h, 7d")) -> Response:
         try:
             return JSONResponse(cache.get(model, window))

@@ -47,6 +47,10 @@ def split_to_columns(split: Any) -> Any:
     columns = split.get("columns")
     if columns is None:
         return rows
+    if not isinstance(columns, list) or not all(isinstance(c, str | int) and not isinstance(c, bool)
+                                                for c in columns):
+        raise SignatureError("dataframe_split: 'columns' must be a list of column names",
+                             [{"loc": ["body", "dataframe_split", "columns"], "msg": "expected a list of names"}])
     if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(columns) for r in rows):
         raise SignatureError(f"dataframe_split: every row of 'data' needs {len(columns)} values",
                              [{"loc": ["body", "dataframe_split", "data"], "msg": "rows do not match columns"}])

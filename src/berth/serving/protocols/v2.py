@@ -26,6 +26,7 @@ DATATYPES = {
 }
 NUMPY_TO_V2 = {v: k for k, v in DATATYPES.items() if k != "BYTES"}
 OUTPUTS = ("predict", "predict_proba")
+MAX_RANK = 32  # numpy's own limit is 64; no model input has more than a handful
 
 
 def datatype_of(dtype: str) -> str:
@@ -44,8 +45,11 @@ def _tensor(index: int, tensor: Any) -> tuple[str, np.ndarray]:
     problems: list[dict[str, Any]] = []
     if not isinstance(name, str):
         problems.append({"loc": [*where, "name"], "msg": "expected a string"})
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
         problems.append({"loc": [*where, "shape"], "msg": "expected a list of non-negative integers"})
+    elif len(shape) > MAX_RANK:
+        problems.append({"loc": [*where, "shape"], "msg": f"at most {MAX_RANK} dimensions, got {len(shape)}"})
     if datatype not in DATATYPES:
         problems.append({"loc": [*where, "datatype"], "msg": f"expected one of {', '.join(DATATYPES)}"})
     if not isinstance(data, list):
@@ -88,6 +92,8 @@ def decode(body: Any, signature: Signature) -> tuple[Any, list[str], str]:
     tensors = [_tensor(i, t) for i, t in enumerate(inputs)]
     requested = _requested_outputs(body.get("outputs"))
     request_id = body.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise RequestError("'id' must be a string", [{"loc": ["id"], "msg": "expected a string"}])
     return _to_model_input(tensors, signature), requested, str(request_id) if request_id else uuid.uuid4().hex
 
 
