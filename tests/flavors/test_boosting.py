@@ -237,3 +237,17 @@ def test_served_through_create_app(tmp_path: Path, iris: tuple[pd.DataFrame, pd.
             invocations = client.post("/invocations", json={"dataframe_split": {
                 "columns": list(X.columns), "data": rows[:2]}})
             assert invocations.status_code == 200, invocations.text
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_library_versions_are_recorded_and_checked(tmp_path: Path, library: str) -> None:
+    from berth.environment import installed_version
+
+    module = {"xgboost": xgboost, "lightgbm": lightgbm, "catboost": catboost}[library]
+    manifest = berth.save(regressor(library).fit(DIABETES_X, DIABETES_Y), tmp_path / "m", sample=DIABETES_X.head())
+    assert manifest.libraries[library] == module.__version__ == installed_version(library)  # xgboost-cpu too
+    data = json.loads((tmp_path / "m" / MANIFEST_NAME).read_text())
+    data["libraries"][library] = "0.1.0"
+    (tmp_path / "m" / MANIFEST_NAME).write_text(json.dumps(data))
+    with pytest.raises(berth.EnvironmentMismatchError, match=f"{library} 0.1.0 was used to save this bundle"):
+        berth.load(tmp_path / "m")
