@@ -5,42 +5,39 @@
 (no absolute paths, no ``..``). The flavor is chosen in this order:
 
 * ``xgboost``, ``lightgbm``, ``catboost``: native model files, read without trust and saved with berth's native
-  flavors (MLflow pickles lightgbm's scikit-learn wrappers, so those need trust);
-* ``sklearn``: MLflow stores a pickle (or cloudpickle) file, which runs code when read: only with ``trust``; the
-  bundle is written in berth's safe default (skops);
+  flavors (MLflow serializes lightgbm's scikit-learn wrappers like scikit-learn models: see the next line);
+* ``sklearn``: MLflow 3 writes skops by default, read through berth's own trusted-type check (the
+  ``skops_trusted_types`` the MLmodel lists are ignored); MLflow 2 wrote pickle or cloudpickle, which runs code
+  when read: only with ``trust``, and the bundle is then written in berth's safe default (skops);
 * ``python_function`` alone (a custom ``mlflow.pyfunc.PythonModel``): with ``trust``, and with mlflow installed,
   a ``python`` bundle.
 
-The MLflow signature (column specs, or a tensor spec) and the saved input example become the bundle's signature
-and example; ``MLmodel``'s ``metadata`` becomes the bundle's metadata; its run id, model uuid, time and MLflow
-version are recorded in ``lineage["imported_from"]``. MLflow model directories carry no metrics or params
-(they live in the tracking server), so none are invented.
+The MLflow signature and the saved input example become the bundle's signature and example
+(:mod:`berth.mlflow_signature`); ``MLmodel``'s ``metadata`` becomes the bundle's metadata; its run id, model
+uuid, time and MLflow version are recorded in ``lineage["imported_from"]``. MLflow keeps metrics and params in
+its tracking server, not in the model directory: they are read from ``MLmodel`` only if a tool wrote them there.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from berth import storage
-from berth.errors import BundleError, FlavorError, SignatureError, TrustError, UsageError
+from berth.errors import BundleError, FlavorError, TrustError, UsageError
+from berth.mlflow_signature import example_rows, sample_for, signature_columns
 
 if TYPE_CHECKING:
     from berth.manifest import Manifest
 
 MLMODEL = "MLmodel"
 MAX_MLMODEL_BYTES = 1 << 20
-MAX_EXAMPLE_BYTES = 4 << 20
-MAX_EXAMPLE_ROWS = 1000
 SUPPORTED = ("xgboost", "lightgbm", "catboost", "sklearn", "python_function")
 XGBOOST_CLASSES = {f"xgboost.sklearn.{n}": n for n in
                    ("XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier", "XGBRFRegressor")}
 XGBOOST_CLASSES["xgboost.core.Booster"] = "Booster"
 CATBOOST_CLASSES = ("CatBoostClassifier", "CatBoostRegressor", "CatBoostRanker", "CatBoost")
-MLFLOW_TYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32", "boolean": "bool",
-                "string": "string", "datetime": "datetime"}
 
 
 def is_mlflow_model(path: str | os.PathLike[str]) -> bool:
@@ -232,106 +229,6 @@ def framework(name: str) -> Any:
         raise FlavorError(f"this MLflow model needs {name}: pip install 'berth[{name}]'") from exc
 
 
-# --------------------------------------------------------------------------- signature and input example
-
-
-def example_rows(directory: Path, data: dict[str, Any]) -> Any:
-    """The saved input example as a DataFrame (tabular examples only), or None."""
-    info = data.get("saved_input_example_info")
-    if info is None:
-        return None
-    if not isinstance(info, dict):
-        raise BundleError(f"{MLMODEL}: saved_input_example_info must be a mapping")
-    path = member(directory, info.get("artifact_path"), "saved_input_example_info.artifact_path")
-    if path.stat().st_size > MAX_EXAMPLE_BYTES:
-        raise BundleError(f"the input example {path.name} is larger than {MAX_EXAMPLE_BYTES} bytes")
-    try:
-        example = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"the input example {path.name} is not valid JSON: {exc}") from exc
-    import pandas as pd
-
-    kind = info.get("type")
-    if kind == "dataframe":
-        if isinstance(example, dict) and "dataframe_split" in example:
-            example = example["dataframe_split"]
-        if isinstance(example, dict) and isinstance(example.get("data"), list):
-            columns = example.get("columns")
-            rows = example["data"][:MAX_EXAMPLE_ROWS]
-            return pd.DataFrame(rows, columns=columns if isinstance(columns, list) else None)
-        if isinstance(example, list) and all(isinstance(r, dict) for r in example):
-            return pd.DataFrame.from_records(example[:MAX_EXAMPLE_ROWS])
-        raise BundleError(f"the input example {path.name} is not a DataFrame in split or records orient")
-    if kind == "ndarray":
-        if isinstance(example, dict) and "inputs" in example:
-            example = example["inputs"]
-        if isinstance(example, list) and example and all(isinstance(r, list) for r in example):
-            return pd.DataFrame(example[:MAX_EXAMPLE_ROWS], columns=[f"x{i}" for i in range(len(example[0]))])
-    return None  # other example kinds (JSON objects, images) say nothing about a table
-
-
-def signature_columns(data: dict[str, Any]) -> list[tuple[str, str, bool]] | None:
-    """``(name, berth dtype, nullable)`` per input column of the MLflow signature, or None without one."""
-    signature = data.get("signature")
-    if signature is None:
-        return None
-    if not isinstance(signature, dict):
-        raise SignatureError(f"{MLMODEL}: signature must be a mapping")
-    inputs = signature.get("inputs")
-    if inputs is None:
-        return None
-    try:
-        specs = json.loads(inputs) if isinstance(inputs, str) else inputs
-    except ValueError as exc:
-        raise SignatureError(f"{MLMODEL}: signature.inputs is not valid JSON: {exc}") from exc
-    if not isinstance(specs, list) or not specs or not all(isinstance(s, dict) for s in specs):
-        raise SignatureError(f"{MLMODEL}: signature.inputs must be a list of column or tensor specs")
-    if len(specs) == 1 and specs[0].get("type") == "tensor":
-        tensor = specs[0].get("tensor-spec")
-        shape = tensor.get("shape") if isinstance(tensor, dict) else None
-        dtype = str(tensor.get("dtype")) if isinstance(tensor, dict) else ""
-        if not isinstance(shape, list) or len(shape) != 2 or not isinstance(shape[1], int) or shape[1] < 1:
-            raise SignatureError(f"{MLMODEL}: berth imports tensor signatures of shape [-1, N] only, not {shape!r}")
-        if dtype not in ("float64", "float32", "int64", "int32", "bool"):
-            raise SignatureError(f"{MLMODEL}: unsupported tensor dtype {dtype!r}")
-        return [(f"x{i}", dtype, False) for i in range(shape[1])]
-    columns = []
-    for index, spec in enumerate(specs):
-        kind = spec.get("type")
-        if kind not in MLFLOW_TYPES:
-            raise SignatureError(f"{MLMODEL}: signature.inputs[{index}] has type {kind!r}; berth imports "
-                                 f"{', '.join(MLFLOW_TYPES)}")
-        name = spec.get("name", f"x{index}")
-        if not isinstance(name, str) or not name:
-            raise SignatureError(f"{MLMODEL}: signature.inputs[{index}].name must be a string")
-        columns.append((name, MLFLOW_TYPES[kind], spec.get("required", True) is False))
-    return columns
-
-
-def sample_for(columns: list[tuple[str, str, bool]] | None, example: Any) -> tuple[Any, bool]:
-    """A sample frame typed as the MLflow signature says, and whether it was made up (no real example)."""
-    import pandas as pd
-
-    if columns is None:
-        return example, False
-    synthetic = example is None
-    if synthetic:
-        zero = {"string": "", "bool": False, "datetime": pd.Timestamp(0)}
-        example = pd.DataFrame([[zero.get(dtype, 0) for _, dtype, _ in columns]], columns=[c[0] for c in columns])
-    missing = [name for name, _, _ in columns if name not in example.columns]
-    if missing and len(example.columns) == len(columns):
-        example = example.set_axis([c[0] for c in columns], axis=1)
-    elif missing:
-        raise SignatureError(f"the input example lacks the signature's columns {', '.join(missing)}")
-    frame = example[[name for name, _, _ in columns]].copy()
-    for name, dtype, _ in columns:
-        if dtype == "datetime":
-            frame[name] = pd.to_datetime(frame[name])
-        elif dtype != "string":
-            frame[name] = frame[name].astype(dtype)
-    return frame, synthetic
-
-
 def import_mlflow(path: str | os.PathLike[str], output: str | os.PathLike[str], *, trust: bool = False,
                   sample: Any = None, name: str | None = None, format: str | None = None,
                   overwrite: bool = False) -> Manifest:
@@ -351,7 +248,7 @@ def import_mlflow(path: str | os.PathLike[str], output: str | os.PathLike[str], 
         model, read_as = read_flavor(directory, chosen, flavors[chosen], trust=trust)
         columns = signature_columns(data)
         rows, synthetic = sample_rows(sample, model, {}) if sample is not None else sample_for(
-            columns, example_rows(directory, data))
+            columns, input_example(directory, data))
     origin: dict[str, Any] = {"mlflow_model": source if storage.is_remote(source)
                               else storage.local_path(source).name, "flavor": chosen, "read_as": read_as}
     for key in ("run_id", "model_uuid", "model_id", "mlflow_version", "utc_time_created", "artifact_path"):
@@ -366,6 +263,15 @@ def import_mlflow(path: str | os.PathLike[str], output: str | os.PathLike[str], 
         metadata=mapping(data, "metadata"), metrics=numbers(mapping(data, "metrics")),
         params=mapping(data, "params"), overwrite=overwrite,
         nullable=frozenset(column for column, _, optional in columns or [] if optional))
+
+
+def input_example(directory: Path, data: dict[str, Any]) -> Any:
+    info = data.get("saved_input_example_info")
+    if info is None:
+        return None
+    if not isinstance(info, dict):
+        raise BundleError(f"{MLMODEL}: saved_input_example_info must be a mapping")
+    return example_rows(member(directory, info.get("artifact_path"), "saved_input_example_info.artifact_path"), info)
 
 
 def mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
