@@ -251,3 +251,17 @@ def test_library_versions_are_recorded_and_checked(tmp_path: Path, library: str)
     (tmp_path / "m" / MANIFEST_NAME).write_text(json.dumps(data))
     with pytest.raises(berth.EnvironmentMismatchError, match=f"{library} 0.1.0 was used to save this bundle"):
         berth.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_threads_option(tmp_path: Path, library: str) -> None:
+    model = regressor(library).fit(DIABETES_X, DIABETES_Y)
+    manifest = berth.save(model, tmp_path / "one", sample=DIABETES_X.head())
+    assert manifest.flavor_options["threads"] == 1  # the default: one thread per prediction
+    assert manifest.flavor_options["input"] == "ndarray"  # numeric features in the model's order: a matrix
+    manifest = berth.save(model, tmp_path / "all", sample=DIABETES_X.head(), threads=0)
+    assert manifest.flavor_options["threads"] == 0
+    np.testing.assert_allclose(berth.load(tmp_path / "all").predict(DIABETES_X), model.predict(DIABETES_X),
+                               rtol=1e-6)
+    with pytest.raises(berth.FlavorError, match="threads must be a whole number"):
+        berth.save(model, tmp_path / "bad", sample=DIABETES_X.head(), threads="many")

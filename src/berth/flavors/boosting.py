@@ -3,8 +3,16 @@
 Each of them writes the library's own model file (never pickle) and records in ``flavor_options`` what the file
 does not say the way berth needs it: which estimator wrapped the booster (``estimator``, one of a fixed list per
 library, so loading never imports a class named by the bundle), the class labels of a classifier exactly as the
-wrapper had them (``classes`` plus ``classes_dtype``: string labels stay strings, integer labels integers) and
-the input columns. A classifier predicts the label of the most probable class, as the wrappers do.
+wrapper had them (``classes`` plus ``classes_dtype``: string labels stay strings, integer labels integers), what
+the model takes (``input``) and how many threads a prediction uses (``threads``). A classifier predicts the label
+of the most probable class, as the wrappers do.
+
+Input: a NumPy matrix in the signature's column order, unless the model needs a DataFrame (categorical features,
+or a sample whose columns are not the model's own feature names in order, which the library then checks by
+name). The libraries' DataFrame paths cost milliseconds per call; a matrix costs microseconds (see
+``docs/design-notes.md``). Threads: one by default. A server answers many small requests concurrently, and an
+OpenMP pool sized to every core, spun up per call on a shared machine, made a one-row XGBoost prediction 30 times
+slower; ``berth.save(..., threads=N)`` sets another count (0: the library's default, every core).
 """
 
 from __future__ import annotations
@@ -49,6 +57,25 @@ class BoostingPredictor(Predictor):
         if proba.shape[1] != len(self.labels):
             raise FlavorError(f"the model gave {proba.shape[1]} probabilities per row for {len(self.labels)} classes")
         return np.ascontiguousarray(proba)  # xgboost's can be a transposed view, which orjson refuses
+
+
+def thread_count(options: dict[str, Any]) -> int:
+    """The ``threads=`` option of ``berth.save`` (default 1), checked."""
+    threads = options.get("threads", 1)
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 0 <= threads <= 1024:
+        raise FlavorError(f"threads must be a whole number from 0 (the library's default) to 1024, not {threads!r}")
+    return threads
+
+
+def input_kind(names: Sequence[str] | None, sample: Any, categorical: Sequence[str] = ()) -> str:
+    """``dataframe`` when the model needs one (categorical features; a sample whose columns are not the model's
+    feature names in order); ``ndarray`` otherwise."""
+    if categorical:
+        return "dataframe"
+    columns = getattr(sample, "columns", None)
+    if names and columns is not None and [str(c) for c in columns] != [str(n) for n in names]:
+        return "dataframe"
+    return "ndarray"
 
 
 def wrapper_name(model: Any, module: str, names: Sequence[str]) -> str | None:

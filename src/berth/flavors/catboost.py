@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from berth.errors import FlavorError
 from berth.flavors.base import Flavor, Predictor, SavedPayload
-from berth.flavors.boosting import BoostingPredictor, class_options, estimator_kind, input_spec, wrapper_name
+from berth.flavors.boosting import (
+    BoostingPredictor,
+    class_options,
+    estimator_kind,
+    input_kind,
+    input_spec,
+    thread_count,
+    wrapper_name,
+)
 
 if TYPE_CHECKING:
     from berth.manifest import Manifest
@@ -43,7 +51,8 @@ class CatBoostFlavor(Flavor):
         names = list(model.feature_names_ or [])
         categorical = [names[i] for i in model.get_cat_feature_indices() if 0 <= i < len(names)]
         named = bool(categorical) or names != [str(i) for i in range(len(names))]
-        saved: dict[str, Any] = {"estimator": estimator, "kind": kind, "input": "dataframe" if named else "ndarray"}
+        saved: dict[str, Any] = {"estimator": estimator, "kind": kind, "threads": thread_count(options),
+                                 "input": input_kind(names if named else None, sample, categorical)}
         if kind == "classifier":
             saved.update(class_options(model.classes_))
         return SavedPayload([PAYLOAD], ["catboost", "numpy"], make_predictor(model, saved),
@@ -54,12 +63,18 @@ class CatBoostFlavor(Flavor):
 
         self.check_format(manifest.format)
         estimator, _ = estimator_kind(manifest.flavor_options, tuple(WRAPPERS))
+        thread_count(manifest.flavor_options)
         model = getattr(catboost, estimator)()
         model.load_model(str(directory / PAYLOAD), format="cbm")
         return make_predictor(model, manifest.flavor_options)
 
 
 def make_predictor(model: Any, options: dict[str, Any]) -> BoostingPredictor:
-    raw = model.predict_proba if options["kind"] == "classifier" else model.predict
+    method = model.predict_proba if options["kind"] == "classifier" else model.predict
+    threads = options.get("threads") or -1  # catboost's -1: every core
+
+    def raw(inputs: Any) -> Any:
+        return method(inputs, thread_count=threads)
+
     return BoostingPredictor(raw, classes=options.get("classes"), classes_dtype=options.get("classes_dtype"),
                              input_target=options.get("input", "ndarray"))

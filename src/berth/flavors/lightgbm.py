@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from berth.errors import FlavorError
 from berth.flavors.base import Flavor, Predictor, SavedPayload
-from berth.flavors.boosting import BoostingPredictor, class_options, estimator_kind, input_spec, wrapper_name
+from berth.flavors.boosting import (
+    BoostingPredictor,
+    class_options,
+    estimator_kind,
+    input_kind,
+    input_spec,
+    thread_count,
+    wrapper_name,
+)
 
 if TYPE_CHECKING:
     from berth.manifest import Manifest
@@ -47,39 +55,42 @@ class LightGBMFlavor(Flavor):
         booster = model if kind == "booster" else model.booster_
         path = directory / PAYLOAD
         booster.save_model(str(path))
-        saved: dict[str, Any] = {"estimator": estimator, "kind": kind, "input": input_target(model, booster)}
+        names = feature_names(model, booster)
+        saved: dict[str, Any] = {"estimator": estimator, "kind": kind, "threads": thread_count(options),
+                                 "input": input_kind(names, sample, ["*"] if booster.pandas_categorical else [])}
         if kind == "classifier":
             saved.update(class_options(model.classes_))
         return SavedPayload([PAYLOAD], ["lightgbm", "numpy", "scipy"], make_predictor(booster, saved),
-                            {**saved, "input_spec": input_spec(
-                                booster.feature_name() if saved["input"] == "dataframe" else None,
-                                booster.num_feature())})
+                            {**saved, "input_spec": input_spec(names, booster.num_feature())})
 
     def load(self, directory: Path, manifest: Manifest, *, trust: bool, trusted_types: list[str]) -> Predictor:
         import lightgbm
 
         self.check_format(manifest.format)
         estimator_kind(manifest.flavor_options, tuple(WRAPPERS))
+        thread_count(manifest.flavor_options)
         booster = lightgbm.Booster(model_file=str(directory / PAYLOAD))
         return make_predictor(booster, manifest.flavor_options)
 
 
-def input_target(model: Any, booster: Any) -> str:
-    """A DataFrame when the model was fitted on named columns (its categorical columns need one too)."""
-    if hasattr(model, "feature_names_in_") or booster.pandas_categorical:
-        return "dataframe"
-    names = booster.feature_name()
-    return "ndarray" if names == [f"Column_{i}" for i in range(len(names))] else "dataframe"
+def feature_names(model: Any, booster: Any) -> list[str] | None:
+    """The names the model was fitted with; None for lightgbm's made-up ``Column_0..``."""
+    names = [str(n) for n in booster.feature_name()]
+    if not hasattr(model, "feature_names_in_") and names == [f"Column_{i}" for i in range(len(names))]:
+        return None
+    return names
 
 
 def make_predictor(booster: Any, options: dict[str, Any]) -> BoostingPredictor:
+    threads = {"num_threads": options["threads"]} if options.get("threads") else {}
+
     def predict(inputs: Any) -> Any:
         if booster.pandas_categorical and hasattr(inputs, "select_dtypes"):
             # categorical columns arrive as strings; lightgbm maps pandas categories to its own codes
             strings = inputs.select_dtypes(include=["object", "string"]).columns
             if len(strings):
                 inputs = inputs.astype({column: "category" for column in strings})
-        return booster.predict(inputs)
+        return booster.predict(inputs, **threads)
 
     return BoostingPredictor(predict, classes=options.get("classes"),
                              classes_dtype=options.get("classes_dtype"), input_target=options.get("input", "ndarray"))

@@ -11,9 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from berth.errors import FlavorError
 from berth.flavors.base import Flavor, Predictor, SavedPayload
-from berth.flavors.boosting import BoostingPredictor, class_options, estimator_kind, input_spec, wrapper_name
+from berth.flavors.boosting import (
+    BoostingPredictor,
+    class_options,
+    estimator_kind,
+    input_kind,
+    input_spec,
+    thread_count,
+    wrapper_name,
+)
 
 if TYPE_CHECKING:
     from berth.manifest import Manifest
@@ -43,13 +53,14 @@ class XGBoostFlavor(Flavor):
         kind = WRAPPERS[estimator]
         path = directory / PAYLOAD[format]
         model.save_model(str(path))
-        saved: dict[str, Any] = {"estimator": estimator, "kind": kind, **describe(booster)}
+        names, categories = booster.feature_names, categorical(booster)
+        saved: dict[str, Any] = {"estimator": estimator, "kind": kind, "input": input_kind(names, sample, categories),
+                                 "threads": thread_count(options)}
         if kind == "classifier":
             saved.update(class_options(model.classes_))
-        predictor = make_predictor(model, saved)
+        predictor = make_predictor(model, saved)  # the caller's model, threads untouched
         return SavedPayload([path.name], ["xgboost", "numpy", "scipy"], predictor,
-                            {**saved, "input_spec": input_spec(booster.feature_names, booster.num_features(),
-                                                               categorical(booster))})
+                            {**saved, "input_spec": input_spec(names, booster.num_features(), categories)})
 
     def load(self, directory: Path, manifest: Manifest, *, trust: bool, trusted_types: list[str]) -> Predictor:
         import xgboost
@@ -59,11 +70,12 @@ class XGBoostFlavor(Flavor):
         estimator, _ = estimator_kind(options, tuple(WRAPPERS))
         model = getattr(xgboost, estimator)()
         model.load_model(str(directory / PAYLOAD[format]))
+        threads = thread_count(options)
+        if threads and estimator == "Booster":
+            model.set_param({"nthread": threads})
+        elif threads:
+            model.set_params(n_jobs=threads)
         return make_predictor(model, options)
-
-
-def describe(booster: Any) -> dict[str, Any]:
-    return {"input": "dataframe" if booster.feature_names else "ndarray"}
 
 
 def categorical(booster: Any) -> list[str]:
@@ -85,6 +97,8 @@ def booster_predict(booster: Any) -> Any:
     import xgboost
 
     def predict(inputs: Any) -> Any:
+        if isinstance(inputs, np.ndarray):  # in the signature's order, which is the model's
+            return booster.inplace_predict(inputs, validate_features=False)
         return booster.predict(xgboost.DMatrix(inputs, enable_categorical=True))
 
     return predict
