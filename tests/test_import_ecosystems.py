@@ -158,10 +158,27 @@ def test_malformed_mlmodel(tmp_path: Path, mlflow_model: Copy, text: str, messag
 
 def test_no_supported_flavor_names_the_flavors_it_has(tmp_path: Path, mlflow_model: Copy) -> None:
     source = mlflow_model("xgboost_iris")
-    write_mlmodel(source, "flavors:\n  h2o: {data: model.h2o}\n  spark: {model_data: sparkml}\n")
-    with pytest.raises(berth.FlavorError, match=r"it has h2o, spark; berth reads xgboost, lightgbm, catboost, "
-                                                r"sklearn, python_function"):
+    # as MLflow writes them: the framework's flavor next to python_function, which only wraps it
+    write_mlmodel(source, "flavors:\n  h2o: {data: model.h2o}\n  python_function: {loader_module: mlflow.h2o}\n")
+    with pytest.raises(berth.FlavorError, match=r"it has h2o, python_function; berth reads xgboost, lightgbm, "
+                                                r"catboost, sklearn, or a model whose only flavor is python_function"):
+        import_model(source, tmp_path / "out", trust=True)
+
+
+def test_a_corrupt_model_file_is_one_clear_error(tmp_path: Path, mlflow_model: Copy) -> None:
+    source = mlflow_model("xgboost_iris")
+    (source / "model.ubj").write_bytes(b"not a model")
+    with pytest.raises(berth.FlavorError, match="cannot read the xgboost model of this MLflow directory"):
         import_model(source, tmp_path / "out")
+
+
+def test_pyfunc_with_artifacts_is_refused(tmp_path: Path, mlflow_model: Copy) -> None:
+    source = mlflow_model("pyfunc_only")
+    text = (source / "MLmodel").read_text().replace("    streamable: false\n",
+                                                    "    streamable: false\n    artifacts: {vocab: {path: v.txt}}\n")
+    write_mlmodel(source, text)
+    with pytest.raises(berth.FlavorError, match="has artifacts"):
+        import_model(source, tmp_path / "out", trust=True)
 
 
 @pytest.mark.parametrize(("data", "message"), [

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from berth import storage
-from berth.errors import BundleError, FlavorError, TrustError, UsageError
+from berth.errors import BerthError, BundleError, FlavorError, TrustError, UsageError
 from berth.mlflow_signature import example_rows, sample_for, signature_columns
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 MLMODEL = "MLmodel"
 MAX_MLMODEL_BYTES = 1 << 20
-SUPPORTED = ("xgboost", "lightgbm", "catboost", "sklearn", "python_function")
+NATIVE = ("xgboost", "lightgbm", "catboost", "sklearn")
+PYFUNC = "python_function"
 XGBOOST_CLASSES = {f"xgboost.sklearn.{n}": n for n in
                    ("XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier", "XGBRFRegressor")}
 XGBOOST_CLASSES["xgboost.core.Booster"] = "Booster"
@@ -108,11 +109,15 @@ def member(directory: Path, relative: Any, where: str) -> Path:
 
 
 def choose(flavors: dict[str, Any]) -> str:
-    found = next((name for name in SUPPORTED if name in flavors), None)
-    if found is None:
-        raise FlavorError(f"{MLMODEL} has no flavor berth can import: it has {', '.join(sorted(flavors))}; berth "
-                          f"reads {', '.join(SUPPORTED)}")
-    return found
+    """The flavor to read. ``python_function`` only when it is the model's only flavor (a custom PythonModel):
+    next to another flavor it merely wraps that one, and berth does not import what it cannot read natively."""
+    found = next((name for name in NATIVE if name in flavors), None)
+    if found is not None:
+        return found
+    if set(flavors) == {PYFUNC}:
+        return PYFUNC
+    raise FlavorError(f"{MLMODEL} has no flavor berth can import: it has {', '.join(sorted(flavors))}; berth "
+                      f"reads {', '.join(NATIVE)}, or a model whose only flavor is {PYFUNC}")
 
 
 # --------------------------------------------------------------------------- reading each flavor's model
@@ -120,18 +125,18 @@ def choose(flavors: dict[str, Any]) -> str:
 
 def read_flavor(directory: Path, name: str, fields: dict[str, Any], *, trust: bool) -> tuple[Any, str]:
     """The model object and a short description of the file it came from."""
-    if name == "xgboost":
-        return read_xgboost(directory, fields)
-    if name == "lightgbm":
-        return read_lightgbm(directory, fields, trust=trust)
-    if name == "catboost":
-        return read_catboost(directory, fields)
-    if name == "sklearn":
-        return read_sklearn(directory, fields, trust=trust)
-    return read_pyfunc(directory, fields, trust=trust)
+    readers = {"xgboost": read_xgboost, "lightgbm": read_lightgbm, "catboost": read_catboost,
+               "sklearn": read_sklearn, PYFUNC: read_pyfunc}
+    try:
+        return readers[name](directory, fields, trust=trust)
+    except BerthError:
+        raise
+    except Exception as exc:  # each library raises its own errors for a file it cannot read
+        raise FlavorError(f"cannot read the {name} model of this MLflow directory: {type(exc).__name__}: {exc}") \
+            from exc
 
 
-def read_xgboost(directory: Path, fields: dict[str, Any]) -> tuple[Any, str]:
+def read_xgboost(directory: Path, fields: dict[str, Any], *, trust: bool) -> tuple[Any, str]:
     model_class = field("xgboost", fields, "model_class")
     if model_class not in XGBOOST_CLASSES:
         raise FlavorError(f"{MLMODEL}: flavors.xgboost.model_class {model_class!r} is not one berth recreates "
@@ -157,7 +162,7 @@ def read_lightgbm(directory: Path, fields: dict[str, Any], *, trust: bool) -> tu
         str(serialization)
 
 
-def read_catboost(directory: Path, fields: dict[str, Any]) -> tuple[Any, str]:
+def read_catboost(directory: Path, fields: dict[str, Any], *, trust: bool) -> tuple[Any, str]:
     model_type = field("catboost", fields, "model_type")
     if model_type not in CATBOOST_CLASSES:
         raise FlavorError(f"{MLMODEL}: flavors.catboost.model_type {model_type!r} is not one berth recreates "
@@ -202,6 +207,10 @@ def read_pyfunc(directory: Path, fields: dict[str, Any], *, trust: bool) -> tupl
     if not trust:
         raise TrustError("this MLflow model has only the python_function flavor: loading it runs the Python code "
                          "and pickles it holds. Import it only if you trust its source, with trust=True (--trust)")
+    if fields.get("artifacts"):
+        raise FlavorError("this python_function model has artifacts (files its code opens from the MLflow "
+                          "directory), which a berth python bundle does not carry; berth imports python_function "
+                          "models without artifacts")
     try:
         import mlflow.pyfunc
     except ImportError as exc:
@@ -259,7 +268,7 @@ def import_mlflow(path: str | os.PathLike[str], output: str | os.PathLike[str], 
     return write_bundle(
         model, output, origin, sample=rows, synthetic=synthetic,
         name=name or storage.local_path(str(output).rstrip("/")).name,
-        format=format or ("cloudpickle" if chosen == "python_function" else None),
+        format=format or ("cloudpickle" if chosen == PYFUNC else None),
         metadata=mapping(data, "metadata"), metrics=numbers(mapping(data, "metrics")),
         params=mapping(data, "params"), overwrite=overwrite,
         nullable=frozenset(column for column, _, optional in columns or [] if optional))
