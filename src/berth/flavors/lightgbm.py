@@ -57,7 +57,9 @@ class LightGBMFlavor(Flavor):
         booster.save_model(str(path))
         names = feature_names(model, booster)
         saved: dict[str, Any] = {"estimator": estimator, "kind": kind, "threads": thread_count(options),
-                                 "input": input_kind(names, sample, ["*"] if booster.pandas_categorical else [])}
+                                 # LightGBM takes columns by position, whatever their names: a matrix unless
+                                 # pandas categories need mapping
+                                 "input": input_kind(None, sample, ["*"] if booster.pandas_categorical else [])}
         if kind == "classifier":
             saved.update(class_options(model.classes_))
         return SavedPayload([PAYLOAD], ["lightgbm", "numpy", "scipy"], make_predictor(booster, saved),
@@ -74,9 +76,12 @@ class LightGBMFlavor(Flavor):
 
 
 def feature_names(model: Any, booster: Any) -> list[str] | None:
-    """The names the model was fitted with; None for lightgbm's made-up ``Column_0..``."""
+    """The names the model was fitted with (a wrapper keeps them as given; the booster's file has them with
+    special characters replaced); None for lightgbm's made-up ``Column_0..``."""
+    if hasattr(model, "feature_names_in_"):
+        return [str(n) for n in model.feature_names_in_]
     names = [str(n) for n in booster.feature_name()]
-    if not hasattr(model, "feature_names_in_") and names == [f"Column_{i}" for i in range(len(names))]:
+    if names == [f"Column_{i}" for i in range(len(names))]:
         return None
     return names
 
