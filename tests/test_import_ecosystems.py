@@ -136,6 +136,11 @@ def write_mlmodel(directory: Path, text: str) -> None:
     (directory / "MLmodel").write_text(text)
 
 
+def test_tracking_server_uris_say_how_to_get_the_directory(tmp_path: Path) -> None:
+    with pytest.raises(berth.UsageError, match=r"mlflow artifacts download -u runs:/0a1b/model -d DIR"):
+        import_model("runs:/0a1b/model", tmp_path / "out")
+
+
 def test_a_directory_without_mlmodel(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(berth.BundleError, match="not an MLflow model directory: it has no MLmodel file"):

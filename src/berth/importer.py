@@ -55,6 +55,9 @@ def import_model(
     """
     from berth.mlflow_import import import_mlflow, is_mlflow_model
 
+    if str(path).startswith(("runs:/", "mlflow-artifacts:/")):
+        raise UsageError(f"{path} names an artifact of an MLflow tracking server, which berth does not talk to: "
+                         f"download it first (mlflow artifacts download -u {path} -d DIR) and import DIR")
     if is_mlflow_model(path) or (not storage.is_remote(path) and storage.local_path(path).is_dir()):
         return import_mlflow(path, output, trust=trust, sample=sample, name=name, format=format,
                              overwrite=overwrite)
