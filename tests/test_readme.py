@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import re
 import shlex
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,9 @@ def prepare_files(directory: Path, namespace: dict[str, Any]) -> None:
     """The files the command lines name that the README does not make: a joblib file and rows to score."""
     joblib.dump(namespace["model"], directory / "iris_model.joblib")
     namespace["X"].head(10).to_csv(directory / "rows.csv", index=False)
+    mlflow_model = Path(__file__).parent / "fixtures" / "mlflow" / "xgboost_iris"  # written by the real MLflow
+    shutil.copytree(mlflow_model, directory / "mlflow-model")
+    shutil.copy(mlflow_model / "model.ubj", directory / "model.ubj")
 
 
 def second_version(directory: Path, namespace: dict[str, Any]) -> None:

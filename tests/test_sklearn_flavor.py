@@ -68,9 +68,10 @@ def test_skops_refuses_untrusted_types_and_lists_them(tmp_path: Path) -> None:
 
 
 def test_lightgbm_through_its_sklearn_api(tmp_path: Path) -> None:
+    """Asked for: by default a LightGBM wrapper goes to the lightgbm flavor (tests/flavors/test_boosting.py)."""
     lightgbm = pytest.importorskip("lightgbm")
     model = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1).fit(X, Y)
-    manifest = berth.save(model, tmp_path / "lgbm", sample=X.head())
+    manifest = berth.save(model, tmp_path / "lgbm", sample=X.head(), flavor="sklearn")
     assert manifest.flavor == "sklearn" and "lightgbm" in manifest.libraries
     loaded = berth.load(tmp_path / "lgbm")
     np.testing.assert_allclose(loaded.predict_proba(X.head(20)), model.predict_proba(X.head(20)))

@@ -14,12 +14,18 @@ from packaging.version import InvalidVersion, Version
 
 from berth.errors import BerthWarning, EnvironmentMismatchError
 
+# Distributions that install the same import package under another name. A bundle records the first name, and
+# either satisfies it: a model saved where "xgboost-cpu" is installed loads where "xgboost" is, and back.
+ALTERNATIVES = {"xgboost": ("xgboost", "xgboost-cpu")}
+
 
 def installed_version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
+    for name in ALTERNATIVES.get(distribution, (distribution,)):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def capture(distributions: list[str]) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 Reads what tutorials write: ``joblib.dump(model, "m.joblib")`` (compressed or not), ``pickle.dump(model, f)``
 (``.pkl``, ``.pickle``, ``.sav``), the wrapper ``pickle.dump({"metadata": {...}, "model": model}, f)``, and
-ONNX files. Pickle and joblib run code while they are read, so those files are opened only with
+ONNX files, and the native files of the gradient-boosting libraries (XGBoost ``.json``/``.ubj``, LightGBM's
+text ``.txt``, CatBoost ``.cbm``), which run no code. An MLflow model directory goes to
+:mod:`berth.mlflow_import`. Pickle and joblib run code while they are read, so those files are opened only with
 ``trust=True``, checked before any unpickler sees the file. The bundle is written with :func:`berth.save` in
 the flavor's safe default format (skops for scikit-learn), loaded back once to prove that it loads, and its
 manifest records the source: ``lineage["imported_from"] = {"file", "sha256", "format"}``.
@@ -34,7 +36,9 @@ from berth.source import LocalBundle, ModelResolver, Uri, open_bundle
 SUFFIXES = {".joblib": "joblib", ".jbl": "joblib", ".pkl": "pickle", ".pickle": "pickle", ".sav": "pickle",
             ".onnx": "onnx"}
 COMPRESSIONS = (".gz", ".z", ".bz2", ".xz", ".lzma")  # joblib.dump compresses by these extensions
+NATIVE_SUFFIXES = {".ubj": "xgboost", ".json": "xgboost", ".txt": "lightgbm", ".cbm": "catboost"}
 UNSAFE = frozenset({"joblib", "pickle"})
+CATBOOST_CLASSIFIER_LOSSES = frozenset({"Logloss", "CrossEntropy", "MultiClass", "MultiClassOneVsAll"})
 FEATURE_NAME_KEYS = ("feature_names", "feature_names_in", "features", "feature_columns", "columns")
 WRAPPER_KEYS = ("model", "estimator", "pipeline")
 
@@ -75,6 +79,14 @@ def import_model(
     ``sample`` is data or the path of a CSV, Parquet or JSON Lines file of a few input rows; it gives the
     signature. ``format`` is the bundle's payload format (default: the flavor's safe one).
     """
+    from berth.mlflow_import import import_mlflow, is_mlflow_model
+
+    if str(path).startswith(("runs:/", "mlflow-artifacts:/")):
+        raise UsageError(f"{path} names an artifact of an MLflow tracking server, which berth does not talk to: "
+                         f"download it first (mlflow artifacts download -u {path} -d DIR) and import DIR")
+    if is_mlflow_model(path) or (not storage.is_remote(path) and storage.local_path(path).is_dir()):
+        return import_mlflow(path, output, trust=trust, sample=sample, name=name, format=format,
+                             overwrite=overwrite)
     kind = file_format(path)
     if kind in UNSAFE and not trust:
         raise TrustError(
@@ -94,8 +106,11 @@ def import_model(
 
 
 def file_format(path: str | os.PathLike[str]) -> str:
-    """``joblib``, ``pickle`` or ``onnx`` from the file name; another name is sniffed for pickle's header."""
+    """``joblib``, ``pickle``, ``onnx`` or a boosting library's name from the file name; another name is sniffed
+    for pickle's header."""
     name = Path(str(path)).name.lower()
+    if Path(name).suffix in NATIVE_SUFFIXES and (Path(name).suffix != ".txt" or is_lightgbm_text(path)):
+        return NATIVE_SUFFIXES[Path(name).suffix]
     stem = name.removesuffix(next((c for c in COMPRESSIONS if name.endswith(c)), ""))
     suffix = Path(stem).suffix
     if suffix in SUFFIXES and (stem == name or suffix != ".onnx"):
@@ -106,7 +121,19 @@ def file_format(path: str | os.PathLike[str]) -> str:
         if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # the PROTO opcode of pickle
             return "pickle"
     raise UsageError(f"cannot tell what {Path(str(path)).name} holds: berth imports .joblib, .pkl, .pickle, "
-                     ".sav and .onnx files")
+                     ".sav, .onnx, XGBoost .json/.ubj, LightGBM .txt and CatBoost .cbm files, and MLflow model "
+                     "directories")
+
+
+def is_lightgbm_text(path: str | os.PathLike[str]) -> bool:
+    """LightGBM's text model starts with the line ``tree``; any other ``.txt`` is not one."""
+    if storage.is_remote(path):
+        return True  # not fetched twice: a wrong file fails when LightGBM reads it
+    local = storage.local_path(path)
+    if not local.is_file():
+        return True
+    with local.open("rb") as handle:
+        return handle.readline().strip() == b"tree"
 
 
 def read_model(path: Path, kind: str) -> Any:
@@ -117,6 +144,8 @@ def read_model(path: Path, kind: str) -> Any:
         except ImportError as exc:
             raise FlavorError("reading .onnx files needs onnx: pip install 'berth[onnx]'") from exc
         return onnx.load(str(path))
+    if kind in NATIVE_SUFFIXES.values():
+        return read_native(path, kind)
     import joblib
 
     try:
@@ -128,6 +157,38 @@ def read_model(path: Path, kind: str) -> Any:
         ) from exc
     except Exception as exc:  # unpickling can raise anything
         raise FlavorError(f"cannot read {path.name} as {kind}: {type(exc).__name__}: {exc}") from exc
+
+
+def read_native(path: Path, kind: str) -> Any:
+    """A boosting library's own model file, as the wrapper it was saved from when the file says so."""
+    import importlib
+    import json
+
+    try:
+        library = importlib.import_module(kind)
+    except ImportError as exc:
+        raise FlavorError(f"reading {path.name} needs {kind}: pip install 'berth[{kind}]'") from exc
+    try:
+        if kind == "lightgbm":
+            return library.Booster(model_file=str(path))
+        if kind == "catboost":
+            model = library.CatBoost()
+            model.load_model(str(path), format="cbm")
+            if model.get_all_params().get("loss_function") in CATBOOST_CLASSIFIER_LOSSES:
+                model = library.CatBoostClassifier()
+                model.load_model(str(path), format="cbm")
+            return model
+        booster = library.Booster()
+        booster.load_model(str(path))
+        wrapper = {"classifier": "XGBClassifier", "regressor": "XGBRegressor", "ranker": "XGBRanker"}.get(
+            json.loads(booster.attr("scikit_learn") or "{}").get("_estimator_type"))
+        if wrapper is None:
+            return booster
+        model = getattr(library, wrapper)()
+        model.load_model(str(path))
+        return model
+    except Exception as exc:  # each library raises its own error for a file that is not its model
+        raise FlavorError(f"cannot read {path.name} as a {kind} model: {type(exc).__name__}: {exc}") from exc
 
 
 def unwrap(obj: Any, filename: str) -> tuple[Any, dict[str, Any]]:
@@ -173,8 +234,12 @@ def sample_rows(sample: Any, model: Any, metadata: dict[str, Any]) -> tuple[Any,
 
 def write_bundle(model: Any, output: str | os.PathLike[str], origin: dict[str, Any], *, sample: Any,
                  synthetic: bool, name: str, format: str | None, metadata: dict[str, Any],
-                 overwrite: bool, examples: bool = True) -> Manifest:
-    """Save, load back once, record the origin in the manifest, then publish the bundle at ``output``."""
+                 overwrite: bool, examples: bool = True, metrics: dict[str, Any] | None = None,
+                 params: dict[str, Any] | None = None, nullable: frozenset[str] = frozenset()) -> Manifest:
+    """Save, load back once, record the origin in the manifest, then publish the bundle at ``output``.
+
+    ``nullable`` names input columns that may be missing although the sample had no missing value (an MLflow
+    signature's optional columns)."""
     from berth.bundle import choose_flavor, save
     from berth.model import load
 
@@ -187,7 +252,7 @@ def write_bundle(model: Any, output: str | os.PathLike[str], origin: dict[str, A
         bundle = staged / "bundle"
         try:
             manifest = save(model, bundle, sample=sample, name=name, flavor=flavor.name, examples=examples,
-                            format=payload_format, metadata=metadata)
+                            format=payload_format, metadata=metadata, metrics=metrics, params=params)
         except FlavorError as exc:
             raise FlavorError(exc.message + hint, exc.details) from exc
         try:
@@ -201,6 +266,10 @@ def write_bundle(model: Any, output: str | os.PathLike[str], origin: dict[str, A
         manifest.lineage["imported_from"] = origin
         if synthetic and manifest.signature is not None:  # column names only: no example rows to show
             manifest.signature = dataclasses.replace(manifest.signature, example=[])
+        if nullable and manifest.signature is not None:
+            columns = tuple(dataclasses.replace(c, nullable=True) if c.name in nullable else c
+                            for c in manifest.signature.columns)
+            manifest.signature = dataclasses.replace(manifest.signature, columns=columns)
         (bundle / MANIFEST_NAME).write_text(manifest.check().to_json())
         storage.publish(bundle, output, MANIFEST_NAME, overwrite=overwrite)
     return manifest

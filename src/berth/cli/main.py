@@ -144,10 +144,13 @@ def verify_command(uri: Uri, as_json: AsJson = False) -> None:
 
 @app.command("import")
 def import_command(
-    file: Annotated[str, typer.Argument(help="A model file: .joblib, .pkl, .pickle, .sav or .onnx.")],
+    file: Annotated[str, typer.Argument(help=(
+        "A model file (.joblib, .pkl, .pickle, .sav, .onnx; XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm) or "
+        "an MLflow model directory (with its MLmodel file), local or s3://."))],
     output: Annotated[str, typer.Option("--output", "-o", help="The bundle directory to write.")],
-    trust: Annotated[bool, typer.Option("--trust", help="Read a pickle or joblib file, which runs code "
-                                                        "stored in it; only for files you trust.")] = False,
+    trust: Annotated[bool, typer.Option("--trust", help="Read a pickle or joblib file (or an MLflow sklearn or "
+                                                        "python_function model), which runs code stored in it; "
+                                                        "only for files you trust.")] = False,
     sample: Annotated[str | None, typer.Option(
         "--sample", help="A CSV, Parquet or JSON Lines file of input rows, for the signature.")] = None,
     name: Annotated[str | None, typer.Option(
@@ -160,7 +163,7 @@ def import_command(
         "--no-examples", help="Keep no sample rows in the manifest (for sensitive data; /docs shows none).")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Turn a model file saved with joblib, pickle or ONNX into a bundle."""
+    """Turn a model file (joblib, pickle, ONNX, XGBoost, LightGBM, CatBoost) or an MLflow model into a bundle."""
     from berth.importer import import_model
 
     manifest = import_model(file, output, trust=trust, sample=sample, name=name, format=format,

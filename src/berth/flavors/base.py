@@ -142,5 +142,6 @@ def flavor_for(model: Any) -> Flavor:
             return flavor
     raise FlavorError(
         f"no flavor handles {type(model).__module__}.{type(model).__qualname__}: berth saves scikit-learn "
-        "estimators, ONNX, Keras and PyTorch models, or any object with a predict method"
+        "estimators, XGBoost, LightGBM, CatBoost, ONNX, Keras and PyTorch models, or any object with a predict "
+        "method"
     )
