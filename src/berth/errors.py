@@ -119,6 +119,13 @@ class UnsupportedMediaTypeError(RequestError):
     code = "unsupported_media_type"
 
 
+class NotAcceptableError(RequestError):
+    """The client's Accept header names no format berth can answer in (406)."""
+
+    status_code = 406
+    code = "not_acceptable"
+
+
 class NotReadyError(BerthError):
     status_code = 503
     code = "not_ready"

@@ -16,13 +16,13 @@ from starlette.responses import Response
 
 import berth
 from berth.errors import BerthError, ModelNotFoundError, SignatureError
-from berth.serving import monitor_routes, openapi, platforms
+from berth.serving import grpc, monitor_routes, openapi, platforms
 from berth.serving.codec import decode_json
 from berth.serving.dataplane import DataPlane, ModelSource
 from berth.serving.fastpath import PredictionRoutes
 from berth.serving.metrics import Metrics
 from berth.serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware
-from berth.serving.protocols import mlflow, simple, v2
+from berth.serving.protocols import binary, kserve_v1, mlflow, sagemaker, simple, v2
 from berth.serving.recording import Recorder
 from berth.serving.responses import error_response, json_response
 from berth.serving.rollout import AliasFollower
@@ -50,7 +50,12 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
         if not load_in_background:
             await loading
         await recorder.start(plane)
+        grpc_server = None
+        if settings.grpc_port is not None:  # the Open Inference Protocol over gRPC, in this event loop
+            grpc_server, app.state.grpc_port = await grpc.start(plane, metrics, recorder, settings)
         yield
+        if grpc_server is not None:
+            await grpc_server.stop(settings.graceful_timeout_s)
         await follower.stop()
         await plane.close()
         await recorder.stop()  # flushes the prediction log
@@ -80,7 +85,11 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
                     if wanted is not None and wanted != version:
                         raise ModelNotFoundError(f"model {model!r} has no version {wanted!r}; serving {version}")
                     payload, status = await handler(slot, request)
-                    response = json_response(payload, status, headers)
+                    if isinstance(payload, Response):  # a protocol's own body (binary tensors, CSV)
+                        payload.headers.update(headers)
+                        response = payload
+                    else:
+                        response = json_response(payload, status, headers)
                 except Exception as exc:
                     response = error_response(exc, v2=v2_errors, headers=headers)
                 finally:
@@ -112,23 +121,24 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
 
     @served("/invocations")
     async def invocations(slot: SlotView, request: Request) -> tuple[Any, int]:
-        key, data = mlflow.decode(await request.body(), request.headers.get("content-type"))
+        answer = sagemaker.answer_format(request.headers.get("accept"))  # 406 before any work
         runner = slot.runner
+        key, data = mlflow.decode(await request.body(), request.headers.get("content-type"), runner.signature)
         try:
             result = await plane.predict(runner, data)
         except SignatureError as exc:
             raise mlflow.located(exc, key) from None
         request.state.prediction = (runner, data, result)  # for the prediction log
-        return mlflow.encode(result), 200
+        return (mlflow.encode(result) if answer == "json" else sagemaker.encode(result.predictions, answer)), 200
 
     @served("/v2/infer", v2_errors=True)
     async def infer(slot: SlotView, request: Request) -> tuple[Any, int]:
         runner = slot.runner
-        data, requested, request_id = v2.decode(decode_json(await request.body(), request.headers.get(
-            "content-type")), runner.signature)
-        result = await plane.predict(runner, data, "predict_proba" in requested)
-        request.state.prediction = (runner, data, result)  # for the prediction log
-        return v2.encode(result, requested, slot.name, runner.version, request_id), 200
+        call = v2.read(await request.body(), request.headers.get("content-type"),
+                       request.headers.get(binary.HEADER), runner.signature)
+        result = await plane.predict(runner, call.data, call.probabilities)
+        request.state.prediction = (runner, call.data, result)  # for the prediction log
+        return v2.respond(result, call, slot.name, runner.version), 200
 
     @served("/v2/metadata", v2_errors=True)
     async def model_metadata(slot: SlotView, request: Request) -> tuple[Any, int]:
@@ -144,9 +154,10 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
         app.add_api_route(path, predict, methods=["POST"], tags=["simple"], summary="Predict",
                           openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}})
         hot_routes.append((path, predict))
-    app.add_api_route("/invocations", invocations, methods=["POST"], tags=["mlflow"],
-                      summary="MLflow / SageMaker scoring")
-    hot_routes.append(("/invocations", invocations))
+    for path in ("/invocations", "/models/{name}/invocations"):
+        app.add_api_route(path, invocations, methods=["POST"], tags=["mlflow"], summary="MLflow / SageMaker scoring")
+        hot_routes.append((path, invocations))
+    hot_routes.extend(kserve_v1.add_routes(app, served))  # KServe V1: /v1/models/NAME[:predict]
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         app.add_api_route(prefix, model_metadata, methods=["GET"], tags=["v2"], summary="Model metadata")
         app.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=["v2"], summary="Model ready")
@@ -169,7 +180,7 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
 
     @app.get("/v2", tags=["v2"])
     async def server_metadata() -> Response:
-        return json_response({"name": "berth", "version": berth.__version__, "extensions": []})
+        return json_response({"name": "berth", "version": berth.__version__, "extensions": v2.EXTENSIONS})
 
     @app.get("/v2/health/live", tags=["v2"])
     async def v2_live() -> Response:
@@ -186,7 +197,7 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
 
     @app.exception_handler(BerthError)
     async def berth_error(request: Request, exc: BerthError) -> Response:
-        return error_response(exc, v2=request.url.path.startswith("/v2"))
+        return error_response(exc, v2=request.url.path.startswith(("/v2", "/v1/")))
 
     app.openapi = lambda: typed_openapi(app, plane)  # type: ignore[method-assign]
     app.add_middleware(PredictionRoutes, routes=hot_routes)  # innermost: inside the body limit and auth
