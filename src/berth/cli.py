@@ -180,7 +180,8 @@ def unpack_command(
 def serve_command(
     uris: Annotated[list[str], typer.Argument(
         help="Bundles to serve: directories, .berth files, URLs, registered models (models:/NAME/VERSION, or "
-             "models:/NAME@ALIAS to follow the alias live), or plain .joblib/.pkl files (with --trust).")],
+             "models:/NAME@ALIAS to follow the alias live), or plain .joblib/.pkl files (with --trust). "
+             "NAME=URI serves it as NAME (default: the name in its manifest).")],
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default cores, at most 4).")] = None,
@@ -191,6 +192,8 @@ def serve_command(
     no_batching: Annotated[bool, typer.Option("--no-batching", help="Predict each request on its own.")] = False,
     timeout_s: Annotated[float | None, typer.Option(help="Answer 504 after this many seconds (default 30).")] = None,
     max_body_mb: Annotated[float | None, typer.Option(help="Largest request body (default 10).")] = None,
+    grpc_port: Annotated[int | None, typer.Option(
+        help="Also serve the Open Inference Protocol over gRPC on this port (default off; needs berth[grpc]).")] = None,
     api_key: Annotated[list[str] | None, typer.Option(
         "--api-key", help="Require Authorization: Bearer KEY on prediction routes (repeatable).")] = None,
     poll_interval_s: Annotated[float | None, typer.Option(
@@ -224,6 +227,7 @@ def serve_command(
 
     given = {"host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
              "max_batch_delay_ms": max_batch_delay_ms, "timeout_s": timeout_s, "max_body_mb": max_body_mb,
+             "grpc_port": grpc_port,
              "api_keys": api_key or None, "log_level": log_level, "trust": trust or None,
              "poll_interval_s": poll_interval_s,
              "batching": False if no_batching else None, "log_predictions": log_predictions,
@@ -234,7 +238,11 @@ def serve_command(
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise UsageError("invalid server settings: " + "; ".join(problems)) from None
     uris, started = platforms.split_start_argument(uris)  # SageMaker starts containers with `serve`
-    missing = [uri for uri in uris if not uri.startswith("models:/") and "://" not in uri and not os.path.exists(uri)]
+    from berth.serving.naming import split_named
+
+    named = [split_named(uri) for uri in uris]
+    missing = [uri for _, uri in named if not uri.startswith("models:/") and "://" not in uri
+               and not os.path.exists(uri)]
     if missing:
         raise UsageError(f"nothing to serve at {', '.join(missing)}: no such file or directory")
     settings = platforms.resolve(settings, given={k for k, v in given.items() if v is not None}, started=started)

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 import berth
 from berth.errors import BerthError, ModelNotFoundError, SignatureError
-from berth.serving import grpc, monitor_routes, openapi, platforms
+from berth.serving import docs, grpc, monitor_routes, openapi, platforms
 from berth.serving.codec import decode_json
 from berth.serving.dataplane import DataPlane, ModelSource
 from berth.serving.fastpath import PredictionRoutes
@@ -61,7 +61,8 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
         await recorder.stop()  # flushes the prediction log
 
     app = FastAPI(title="berth model server", version=berth.__version__, lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None, **telemetry_options(settings.telemetry))
+                  docs_url=None, redoc_url=None, **telemetry_options(settings.telemetry))
+    docs.install(app)  # Swagger UI from files shipped with berth, not a CDN
     app.state.plane = plane
     app.state.metrics = metrics
     app.state.recorder = recorder

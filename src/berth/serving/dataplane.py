@@ -20,6 +20,7 @@ from typing import Any
 from berth.errors import BerthError, ModelNotFoundError, NotReadyError, RequestTimeoutError
 from berth.model import LoadedModel, load
 from berth.serving.metrics import Metrics
+from berth.serving.naming import split_named
 from berth.serving.settings import ServeSettings
 from berth.serving.slot import ModelSlot, Prediction, Runner
 
@@ -40,6 +41,9 @@ class ModelSource:
             return value
         if isinstance(value, LoadedModel):
             return cls(model=value)
+        if isinstance(value, str):
+            name, uri = split_named(value)  # NAME=URI names the served model
+            return cls(uri=uri, name=name)
         return cls(uri=str(value))
 
     def describe(self) -> str:
@@ -124,7 +128,8 @@ class DataPlane:
                 model = source.model or load_source(source.uri or "", trust=self.settings.trust)
                 name = source.name or model.name
                 if name in self.slots:
-                    raise BerthError(f"two models are named {name!r}; give each a distinct name")
+                    raise BerthError(f"two models are named {name!r}; name them on the command line: "
+                                     "berth serve NAME=URI NAME2=URI2")
                 self.slots[name] = ModelSlot.load(name, model, version_of(model), self.settings, self.metrics,
                                                   started)
                 self.slots[name].follows = followed_alias(source.uri)

@@ -113,6 +113,10 @@ def run(sources: Sequence[Any], settings: ServeSettings) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     reservation = bind_socket(settings.host, settings.port, reuse_port=True)  # fixes the port for port 0
     port = reservation.getsockname()[1]
+    grpc_reservation = None
+    if settings.grpc_port == 0:  # every worker's gRPC server must bind the same port: fix it here
+        grpc_reservation = bind_socket(settings.host, 0, reuse_port=True)
+        settings = settings.model_copy(update={"grpc_port": grpc_reservation.getsockname()[1]})
     uris = [str(s) for s in sources]
     stopping = False
     workers: list[subprocess.Popen[bytes]] = []
@@ -149,6 +153,8 @@ def run(sources: Sequence[Any], settings: ServeSettings) -> None:
                 process.kill()
     finally:
         reservation.close()
+        if grpc_reservation is not None:
+            grpc_reservation.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
