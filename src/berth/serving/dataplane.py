@@ -161,7 +161,8 @@ class DataPlane:
             if len(self.slots) == 1:
                 return next(iter(self.slots.values()))
             raise ModelNotFoundError(
-                f"this server holds {len(self.slots)} models; use /models/NAME/predict with one of: "
+                f"this server holds {len(self.slots)} models; name one in the route (/models/NAME/predict, "
+                "/models/NAME/invocations, /v2/models/NAME/infer, /v1/models/NAME:predict): "
                 + ", ".join(sorted(self.slots)))
         slot = self.slots.get(name)
         if slot is None:

@@ -26,7 +26,7 @@ def decode(body: bytes, content_type: str | None, signature: Signature) -> tuple
     if kind in CSV_TYPES:
         return "csv", sagemaker.read_csv(body, signature)
     if kind in sagemaker.JSONLINES_TYPES:
-        return "jsonlines", sagemaker.read_jsonlines(body)
+        return "jsonlines", sagemaker.read_jsonlines(body, signature)
     if kind and kind != "application/json":
         raise UnsupportedMediaTypeError(
             f"expected Content-Type application/json, text/csv or application/jsonlines, got {kind}",

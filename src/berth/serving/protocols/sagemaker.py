@@ -66,8 +66,8 @@ def read_csv(body: bytes, signature: Signature) -> Any:
     return frame
 
 
-def read_jsonlines(body: bytes) -> list[Any]:
-    """The rows (lists or records) of a JSON Lines body."""
+def read_jsonlines(body: bytes, signature: Signature) -> list[Any]:
+    """The rows (lists or records) of a JSON Lines body; records among lists become lists in column order."""
     rows: list[Any] = []
     for number, line in enumerate(body.split(b"\n")):
         if not line.strip():
@@ -85,7 +85,18 @@ def read_jsonlines(body: bytes) -> list[Any]:
         rows.append(value)
     if not rows:
         raise RequestError("empty JSON Lines body: send one row per line", [{"loc": ["body"], "msg": "empty"}])
+    if any(isinstance(row, list) for row in rows) and any(isinstance(row, dict) for row in rows):
+        return [_as_list(row, signature.names, number) if isinstance(row, dict) else row
+                for number, row in enumerate(rows)]
     return rows
+
+
+def _as_list(record: dict[str, Any], names: list[str], number: int) -> list[Any]:
+    unknown = sorted(record.keys() - set(names))
+    if unknown:
+        raise RequestError(f"row {number}: unknown column {unknown[0]!r}; the columns are {', '.join(names)}",
+                           [{"loc": ["body", number, key], "msg": "unknown column"} for key in unknown])
+    return [record.get(name) for name in names]
 
 
 def is_jsonlines(content_type: str | None) -> bool:
