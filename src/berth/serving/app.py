@@ -222,17 +222,10 @@ def typed_openapi(app: FastAPI, plane: DataPlane) -> dict[str, Any]:
                          description="Predictions from the models below; request bodies follow their signatures.")
     paths = schema["paths"]
     for name, slot in plane.slots.items():
-        signature = slot.runner.signature
-        operation = {"summary": f"Predict with {name}", "tags": ["simple"],
-                     **openapi.simple_request(signature),
-                     "responses": {"200": {"description": "Predictions", "content": {"application/json": {
-                         "schema": openapi.simple_response(signature)}}}}}
-        paths[f"/models/{name}/predict"] = {"post": operation}
-        if len(plane.slots) == 1:
-            paths["/predict"] = {"post": {**operation, "summary": "Predict"}}
-            paths["/invocations"]["post"].update(openapi.mlflow_request(signature))
-    if plane.slots:  # the generic template is replaced by one typed path per model
-        paths.pop("/models/{name}/predict", None)
+        paths.update(openapi.model_paths(name, slot.runner.signature, only_model=len(plane.slots) == 1))
+    if plane.slots:  # the generic templates are replaced by one typed path per model
+        for template in openapi.TEMPLATES:
+            paths.pop(template, None)
     return schema
 
 
@@ -244,8 +237,9 @@ def log_startup(plane: DataPlane, settings: ServeSettings) -> None:
                      f"{slot.load_seconds:.2f} s")
     for source, problem in plane.problems.items():
         lines.append(f"  NOT SERVED {source}: {problem}")
-    lines.append("  routes: POST /predict /models/{name}/predict /invocations /v2/models/{name}/infer; "
-                 "GET /health/live /health/ready /ping /metrics /docs")
+    lines.append("  routes: POST /predict /invocations /models/{name}/predict /models/{name}/invocations "
+                 "/v2/models/{name}/infer /v1/models/{name}:predict; GET /health/live /health/ready /ping /metrics "
+                 "/docs" + (f"; gRPC on port {settings.grpc_port}" if settings.grpc_port is not None else ""))
     batching = (f"batching up to {settings.max_batch_size} rows, {settings.max_batch_delay_ms:g} ms"
                 if settings.batching else "batching off")
     lines.append(f"  {batching}; timeout {settings.timeout_s:g} s; auth {'on' if settings.api_keys else 'off'}")
