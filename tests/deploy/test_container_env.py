@@ -33,8 +33,8 @@ import pandas as pd
 import pytest
 
 from berth.deploy.docker import build_context
+from support.ports import free_port
 from tests.deploy.dockerfile_checks import env_of, exec_form, stages
-from tests.e2e.server_process import free_port
 from tests.serving.conftest import IRIS_X
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.server_process import ServerProcess
 from tests.deploy.ray_support import require_ray
-from tests.e2e.server_process import ServerProcess
 from tests.serving.conftest import IRIS_X, expected, make_client
 
 pytestmark = pytest.mark.slow

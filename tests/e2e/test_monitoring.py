@@ -15,7 +15,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 from berth.monitoring.store import Store
-from tests.e2e.server_process import ROOT, ServerProcess
+from support.server_process import ROOT, ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -16,7 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.server_process import ServerProcess, free_port
+from support.ports import free_port
+from support.server_process import ServerProcess
 from tests.serving.conftest import IRIS_X
 
 pytestmark = pytest.mark.slow

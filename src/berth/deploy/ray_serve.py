@@ -117,6 +117,7 @@ class BerthReplica:
 
     def __init__(self, sources: list[str], settings: dict[str, Any]) -> None:
         from berth.serving.dataplane import ModelSource, load_source
+        from berth.source import registry_for
 
         self.settings = ServeSettings.model_validate(settings)
         metrics_dir = os.environ.get(METRICS_DIR_ENV)
@@ -124,7 +125,9 @@ class BerthReplica:
             os.makedirs(metrics_dir, exist_ok=True)
             forget_dead_replicas(metrics_dir)
         # a BerthError here fails the replica with berth's own message (the deployment reports it)
-        self.sources = [ModelSource(model=load_source(uri, trust=self.settings.trust)) for uri in sources]
+        registry = registry_for(sources, None, self.settings.registry_url)  # this process's entry point
+        self.sources = [ModelSource(model=load_source(uri, trust=self.settings.trust, registry=registry))
+                        for uri in sources]
         self.berth_app: Any = None
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
@@ -203,7 +206,7 @@ def run(sources: Sequence[str], settings: ServeSettings, options: RayServeOption
     uris = absolute_sources(sources)
     if options.address is None:
         from berth.model import inspect
-        from berth.serving.dataplane import is_plain_model_file
+        from berth.source import is_plain_model_file
 
         for uri in uris:  # a missing or broken local bundle fails here, before Ray starts
             if ":" not in uri and not is_plain_model_file(uri):

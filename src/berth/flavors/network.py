@@ -15,7 +15,8 @@ import numpy as np
 
 from berth.errors import FlavorError, PredictionError
 from berth.flavors.base import Predictor
-from berth.signature import is_one_dimensional, json_ready, sample_to_frame
+from berth.signature import json_ready
+from berth.signature_inference import is_one_dimensional, sample_to_frame
 
 OUTPUT_MODES = ("logits", "probabilities")
 COMMON_OPTIONS = frozenset({"classes", "output", "input_dtype"})

@@ -30,22 +30,20 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from berth import config
 from berth.errors import StorageError, UsageError
+from berth.names import check_model_name
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
 VERSIONS = "versions"
 FEATURE_PREFIX = "feature."
 _DAY = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def monitor_dir() -> Path:
     """The monitoring directory: ``BERTH_MONITOR_DIR``, else ``$BERTH_HOME/monitoring``, else ``~/.berth/...``."""
-    explicit = os.environ.get("BERTH_MONITOR_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    return Path(os.environ.get("BERTH_HOME") or Path.home() / ".berth").expanduser() / "monitoring"
+    return config.monitor_dir()
 
 
 def utc(value: dt.datetime) -> dt.datetime:
@@ -53,9 +51,8 @@ def utc(value: dt.datetime) -> dt.datetime:
 
 
 def check_name(model: str) -> str:
-    if not _NAME.match(model):
-        raise UsageError(f"invalid model name {model!r}: use letters, digits, '.', '_' and '-'")
-    return model
+    """The model-name rule of :mod:`berth.names` (the name is a directory here)."""
+    return check_model_name(model)
 
 
 class Store:

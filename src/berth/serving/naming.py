@@ -3,14 +3,14 @@
 ``berth serve a=models:/iris/1 b=./other-bundle`` serves two models as ``a`` and ``b`` (their routes are
 ``/models/a/predict``, ``/v2/models/a/infer``, ...); a plain URI keeps the name in its manifest. Text before the
 first ``=`` is a name when it has no ``/`` and the whole text is not an existing path (so ``./runs/dt=2026/model``
-and ``s3://bucket/k=v`` stay URIs); it must follow the one model-name rule.
+and ``s3://bucket/k=v`` stay URIs); it must follow the one model-name rule (:mod:`berth.names`).
 """
 
 from __future__ import annotations
 
 import os
 
-from berth.registry.uri import check_name as check_model_name
+from berth.names import check_model_name
 
 
 def split_named(text: str) -> tuple[str | None, str]:

@@ -23,13 +23,13 @@ from typing import Any
 
 import grpc
 
-import berth
-from berth.errors import BerthError, ModelNotFoundError, PredictionError, RequestError, UnauthorizedError
+from berth.errors import ModelNotFoundError, RequestError, UnauthorizedError, public_error
 from berth.serving.grpc import inference_pb2 as pb
 from berth.serving.grpc import inference_pb2_grpc as pb_grpc
 from berth.serving.protocols import binary, v2
 from berth.serving.recording import REQUEST_ID_HEADER, new_request_id
 from berth.serving.settings import ServeSettings
+from berth.version import version
 
 log = logging.getLogger("berth.serve")
 
@@ -56,14 +56,12 @@ class _Failed(Exception):
 
 
 def failure(exc: BaseException) -> _Failed:
-    """The gRPC status of an exception, as the HTTP routes would answer it (500s get an error id in the log)."""
+    """The gRPC status of an exception, as the HTTP routes would answer it (:func:`berth.errors.public_error`:
+    a model's failure or a bug is a 500 whose message carries only an error id, the log has the rest)."""
     if isinstance(exc, _Failed):
         return exc
-    if isinstance(exc, BerthError) and not isinstance(exc, PredictionError):
-        return _Failed(STATUS_CODES.get(exc.status_code, grpc.StatusCode.INTERNAL), exc.message, exc.status_code)
-    error_id = new_request_id()[-12:]
-    log.error("error %s: %s", error_id, exc, exc_info=exc)
-    return _Failed(grpc.StatusCode.INTERNAL, f"internal error {error_id}", 500)
+    error = public_error(exc)
+    return _Failed(STATUS_CODES.get(error.status_code, grpc.StatusCode.INTERNAL), error.message, error.status_code)
 
 
 def request_body(request: Any) -> tuple[dict[str, Any], list[bytes | None]]:
@@ -141,7 +139,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return await self._answer("ServerMetadata", context, lambda: pb.ServerMetadataResponse(
-            name="berth", version=berth.__version__, extensions=v2.EXTENSIONS))
+            name="berth", version=version(), extensions=v2.EXTENSIONS))
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return await self._answer("ModelReady", context, lambda: pb.ModelReadyResponse(

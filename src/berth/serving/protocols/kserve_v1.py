@@ -8,13 +8,10 @@ malformed body, 404 for an unknown model (the message names the served ones), 50
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
-
-from berth.errors import RequestError, SignatureError
-from berth.serving.codec import decode_json, json_values, relocate, require_object
+from berth.errors import RequestError
+from berth.serving.codec import json_values, relocate, require_object
 from berth.serving.slot import Prediction
 
 PREDICT_ROUTE = "/v1/models/{name}:predict"
@@ -47,31 +44,3 @@ def located(error: Any, key: str) -> Any:
 
 def encode(prediction: Prediction) -> dict[str, Any]:
     return {"predictions": json_values(prediction.predictions)}
-
-
-def add_routes(app: FastAPI, served: Callable[..., Any]) -> list[tuple[str, Any]]:
-    """Register the V1 routes; the prediction route is returned for the fast dispatcher."""
-    plane = app.state.plane
-
-    @served("/v1/predict", v2_errors=True)
-    async def predict(slot: Any, request: Request) -> tuple[Any, int]:
-        key, instances = decode(decode_json(await request.body(), request.headers.get("content-type")))
-        runner = slot.runner
-        try:
-            result = await plane.predict(runner, instances)
-        except SignatureError as exc:
-            raise relocate(exc, "body", key) from None
-        request.state.prediction = (runner, instances, result)  # for the prediction log
-        return encode(result), 200
-
-    @served("/v1/ready", v2_errors=True)
-    async def model_ready(slot: Any, request: Request) -> tuple[Any, int]:
-        return {"name": slot.name, "ready": slot.ready}, 200 if slot.ready else 503
-
-    async def models() -> dict[str, Any]:
-        return {"models": sorted(plane.slots)}
-
-    app.add_api_route("/v1/models", models, methods=["GET"], tags=["kserve-v1"], summary="Served models")
-    app.add_api_route("/v1/models/{name}", model_ready, methods=["GET"], tags=["kserve-v1"], summary="Model ready")
-    app.add_api_route(PREDICT_ROUTE, predict, methods=["POST"], tags=["kserve-v1"], summary="Predict (KServe V1)")
-    return [(PREDICT_ROUTE, predict)]

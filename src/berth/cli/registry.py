@@ -1,6 +1,6 @@
 """Commands for the model registry: register, models, alias, rollback, audit, registry upgrade.
 
-Like ``berth.cli``, nothing heavy is imported at module level: each command imports what it uses. Every command
+Like ``berth.cli.main``, nothing heavy is imported at module level: each command imports what it uses. Every command
 prints rich tables (or a line) for people and ``--json`` for scripts; errors are BerthErrors, printed by the app.
 """
 
@@ -125,7 +125,7 @@ def audit_command(
     from rich.table import Table
     from rich.text import Text
 
-    from berth.cli_render import stdout_console
+    from berth.cli.render import stdout_console
 
     table = Table(title=f"Audit log of {name}", title_justify="left")
     for column in ("when", "action", "version", "key", "old", "new", "who"):
@@ -150,7 +150,7 @@ def models_list_command(registry: RegistryUrl = None, as_json: AsJson = False) -
     from rich.table import Table
     from rich.text import Text
 
-    from berth.cli_render import stdout_console
+    from berth.cli.render import stdout_console
 
     table = Table(title="Registered models", title_justify="left")
     for column in ("name", "latest", "versions", "aliases", "updated"):
@@ -175,7 +175,7 @@ def models_show_command(name: Name, registry: RegistryUrl = None, as_json: AsJso
     from rich.table import Table
     from rich.text import Text
 
-    from berth.cli_render import human_size, stdout_console
+    from berth.cli.render import human_size, stdout_console
 
     held: dict[int, list[str]] = {}
     for alias, number in model.aliases.items():
@@ -214,7 +214,7 @@ def models_diff_command(
     from rich.table import Table
     from rich.text import Text
 
-    from berth.cli_render import stdout_console
+    from berth.cli.render import stdout_console
 
     table = Table(title=f"{name}: version {first} vs {second}", title_justify="left")
     for column in ("section", "key", f"v{first}", f"v{second}"):
@@ -351,7 +351,7 @@ def registry_clean_command(
 
 def cell(value: Any) -> str:
     """A table cell: "-" for nothing, numbers shortened, dicts and lists flattened."""
-    from berth.cli_render import flat
+    from berth.cli.render import flat
 
     return "-" if value is None or value == "" or value == {} else flat(value)
 

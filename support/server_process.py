@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,12 @@ from pathlib import Path
 
 import httpx
 
+from support.ports import free_port
+
+__all__ = ["BERTH", "ROOT", "ServerProcess", "free_port", "listening_sockets"]
+
 BERTH = Path(sys.executable).parent / "berth"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def listening_sockets(port: int) -> int:

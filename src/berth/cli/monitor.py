@@ -1,6 +1,6 @@
 """Commands for monitoring: berth monitor report/check/feedback/prune, berth ui.
 
-Like ``berth.cli``, nothing heavy is imported at module level: each command imports what it uses.
+Like ``berth.cli.main``, nothing heavy is imported at module level: each command imports what it uses.
 """
 
 from __future__ import annotations
@@ -125,6 +125,8 @@ def check_command(
     dataset_share: Share = None,
     small_sample: SmallSample = None,
     monitor_dir: MonitorDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON on stdout (for scripts); "
+                                                         "the exit code is the same.")] = False,
 ) -> None:
     """Exit 1 when the window shows dataset drift or a performance drop past its threshold (for cron and CI)."""
     from berth.monitoring.report import build_report
@@ -134,6 +136,15 @@ def check_command(
     report = build_report(name, since=start, version=version, store=_store(monitor_dir),
                           config=_config(drift_method, dataset_share, small_sample), bundle=bundle)
     problems, notes = check(report, metric=metric, max_drop=max_drop, minimum=minimum, min_labels=min_labels)
+    if as_json:
+        import json
+
+        verdict = {"model": name, "ok": not problems, "rows": report["rows"], "since": since, "version": version,
+                   "problems": problems, "notes": notes}
+        sys.stdout.write(json.dumps(verdict, indent=2, default=str) + "\n")
+        if problems:
+            raise typer.Exit(1)
+        return
     for note in notes:
         typer.echo(f"  {note}")
     if problems:
