@@ -109,3 +109,17 @@ def test_split_named(tmp_path: Path) -> None:
     for bad in ("-a=./bundle", "a b=./bundle", "a="):
         with pytest.raises(BerthError, match="invalid model name|gives no URI"):
             split_named(bad)
+
+
+def test_berth_serve_checks_served_names_before_starting(iris_bundle: Path) -> None:
+    from berth.errors import UsageError
+    from berth.serving.launch import plan
+
+    checked = plan([f"a={iris_bundle}", f"b={iris_bundle}"])
+    assert [ModelSource.of(s).name for s in checked.sources] == ["a", "b"]
+    with pytest.raises(UsageError, match="two models are named a"):
+        plan([f"a={iris_bundle}", f"a={iris_bundle}"])
+    with pytest.raises(UsageError, match="invalid model name"):
+        plan([f"no good={iris_bundle}"])
+    with pytest.raises(UsageError, match="nothing to serve at ./missing"):
+        plan(["a=./missing"])
