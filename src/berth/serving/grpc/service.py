@@ -163,11 +163,15 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         await self._check_key("ModelInfer", context)
         started = time.perf_counter()
         sent_id = dict(context.invocation_metadata() or ()).get(REQUEST_ID_HEADER)
-        request_id = sent_id if isinstance(sent_id, str) and 0 < len(sent_id) <= 200 else new_request_id()
-        model, version, status = request.model_name, "", 200
+        sane = isinstance(sent_id, str) and 0 < len(sent_id) <= 200 and sent_id.isascii() and sent_id.isprintable() \
+            and " " not in sent_id  # as recording.Recorder.request_id takes an HTTP client's id
+        request_id = sent_id if sane else new_request_id()
+        model, version, status = "", "", 200  # the model label only once the name is known: bounded metrics
         call_state = types.SimpleNamespace(prediction=None)  # what the HTTP handlers leave on request.state
         self.metrics.in_flight.inc()
         slot = None
+        failed: _Failed | None = None
+        response = None
         try:
             slot = self._slot(request.model_name, request.model_version).pin()
             model, version = slot.name, slot.runner.version
@@ -185,7 +189,6 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         except Exception as exc:
             failed = failure(exc)
             status = failed.http_status
-            response = failed
         finally:
             self.metrics.in_flight.dec()
             if slot is not None:
@@ -193,8 +196,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         elapsed = time.perf_counter() - started
         self.metrics.requests.labels("grpc:ModelInfer", model, version, str(status)).inc()
         self.metrics.latency.labels("grpc:ModelInfer", model).observe(elapsed)
-        if isinstance(response, _Failed):
-            await context.abort(response.code, response.message)
+        if failed is not None:
+            await context.abort(failed.code, failed.message)
         self.recorder.record(types.SimpleNamespace(state=call_state), request_id, model, elapsed)
         return response
 

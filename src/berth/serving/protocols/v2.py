@@ -45,7 +45,8 @@ def _tensor(index: int, tensor: Any, raw: bytes | None = None) -> tuple[str, np.
     where = ["inputs", index]
     if not isinstance(tensor, dict):
         raise RequestError(f"input {index} must be an object", [{"loc": where, "msg": "expected an object"}])
-    name, shape, datatype, data = (tensor.get(k) for k in ("name", "shape", "datatype", "data"))
+    fields: list[Any] = [tensor.get(k) for k in ("name", "shape", "datatype", "data")]
+    name, shape, datatype, data = fields
     problems = []
     if not isinstance(name, str):
         problems.append({"loc": [*where, "name"], "msg": "expected a string"})
