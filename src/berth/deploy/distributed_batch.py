@@ -270,7 +270,7 @@ def run_local(spec: ModelSpec, partitions: Sequence[Partition], options: ScoreOp
 
 def run_ray(spec: ModelSpec, partitions: Sequence[Partition], options: ScoreOptions, address: str | None,
             quiet: bool = False) -> Scored:
-    from berth.deploy.ray_runtime import import_ray, ray_instance
+    from berth.ray_runtime import import_ray, ray_instance
 
     import_ray()
     import pyarrow as pa

@@ -198,7 +198,7 @@ def absolute_sources(sources: Sequence[str]) -> list[str]:
 def run(sources: Sequence[str], settings: ServeSettings, options: RayServeOptions,
         stop: threading.Event | None = None) -> None:
     """Deploy ``sources`` on Ray and serve until SIGTERM / Ctrl-C (or ``stop``); then remove the deployment."""
-    from berth.deploy.ray_runtime import import_ray, ray_instance
+    from berth.ray_runtime import import_ray, ray_instance
 
     import_ray()
     from ray import serve
