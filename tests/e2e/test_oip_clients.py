@@ -157,7 +157,8 @@ def test_grpc_typed_contents_and_api_keys(tmp_path: Path, iris_bundle: Path, iri
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
     grpc_port = free_port()
-    process = ServerProcess(str(iris_bundle), "--workers", "1", "--grpc-port", str(grpc_port), "--api-key", "s3cret")
+    process = ServerProcess(str(iris_bundle), "--workers", "1", "--grpc-port", str(grpc_port), "--api-key", "s3cret",
+                            "--max-body-mb", "0.01")  # 10,485 bytes: a bound for gRPC messages too
     try:
         process.wait_ready()
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
@@ -180,6 +181,11 @@ def test_grpc_typed_contents_and_api_keys(tmp_path: Path, iris_bundle: Path, iri
                 stub.ModelInfer(truncated, metadata=key)
             assert short.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "needs 128 bytes, the raw contents hold 120" in short.value.details()
+            large = service_pb2.ModelInferRequest(model_name="iris", raw_input_contents=[b"\0" * 16_000])
+            large.inputs.add(name="input-0", datatype="FP64", shape=[500, 4])
+            with pytest.raises(grpc.RpcError) as too_large:
+                stub.ModelInfer(large, metadata=key)
+            assert too_large.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         metrics = httpx.get(process.url + "/metrics").text
         assert 'berth_requests_total{model="iris",route="grpc:ModelInfer",status="200",' in metrics
         assert 'route="grpc:ModelInfer",status="401"' not in metrics  # refused before it reached the model
