@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -124,7 +125,8 @@ def main() -> None:
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, {platform.python_version()}; "
         f"`python -m bench.protocols --calls {args.calls} --batches {args.batches}`. One worker, iris "
         "RandomForestClassifier(100), FP64 input `[rows, 4]`, output `predict`; the clients alternate call by call. "
-        "Request bytes are the body (gRPC: the raw tensor plus about 60 bytes of message).",
+        "Request bytes are the body (gRPC: the raw tensor plus about 60 bytes of message). Load average at the "
+        f"end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other programs' load shows in the p90).",
         "",
         "| rows | transport | median ms | p90 ms | request bytes | median vs JSON |",
         "| --- | --- | --- | --- | --- | --- |",
