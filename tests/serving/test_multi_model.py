@@ -123,3 +123,11 @@ def test_berth_serve_checks_served_names_before_starting(iris_bundle: Path) -> N
         plan([f"no good={iris_bundle}"])
     with pytest.raises(UsageError, match="nothing to serve at ./missing"):
         plan(["a=./missing"])
+
+
+def test_grpc_is_refused_with_the_ray_backend(iris_bundle: Path) -> None:
+    from berth.errors import UsageError
+    from berth.serving.launch import RayRequest, plan
+
+    with pytest.raises(UsageError, match="--grpc-port .* --backend ray"):
+        plan([str(iris_bundle)], {"grpc_port": 9001}, ray=RayRequest(backend="ray"))

@@ -103,6 +103,9 @@ def plan(sources: Sequence[Any], settings: Mapping[str, Any] | None = None, *, r
         raise UsageError(f"--backend is {' or '.join(BACKENDS)}, not {ray.backend!r}")
     if not ray.wanted:
         return Plan(texts, built)
+    if built.grpc_port is not None:
+        raise UsageError("--grpc-port serves gRPC from berth's own workers; with --backend ray, Ray Serve's proxy "
+                         "owns the ports (use --backend local for the Open Inference Protocol over gRPC)")
     from berth.serving.ray_serve import options_from_cli
 
     options = options_from_cli(ray.backend, ray.replicas, ray.autoscale, ray.address, given.get("workers"))
