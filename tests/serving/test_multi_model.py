@@ -131,3 +131,17 @@ def test_grpc_is_refused_with_the_ray_backend(iris_bundle: Path) -> None:
 
     with pytest.raises(UsageError, match="--grpc-port .* --backend ray"):
         plan([str(iris_bundle)], {"grpc_port": 9001}, ray=RayRequest(backend="ray"))
+
+
+def test_named_registry_uris_resolve_in_the_default_registry(
+        tmp_path: Path, iris_bundle: Path, monkeypatch: pytest.MonkeyPatch, iris_model: object) -> None:
+    """``a=models:/iris/1``: the name is split off before the server decides it needs a registry."""
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    berth.Registry(url, tmp_path / "artifacts").register(iris_bundle, "iris")
+    monkeypatch.setenv("BERTH_ARTIFACTS_URL", str(tmp_path / "artifacts"))
+    with make_client(["a=models:/iris/1", "b=models:/iris/1"], registry_url=url) as client:
+        assert client.get("/health/ready").json()["ready"]
+        for name in ("a", "b"):
+            response = client.post(f"/v1/models/{name}:predict", json={"instances": ROWS})
+            assert response.json() == {"predictions": expected(iris_model, ROWS)}  # type: ignore[arg-type]
+            assert response.headers["x-berth-model-version"] == "1"

@@ -43,8 +43,9 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
     """
     settings = settings or ServeSettings()
     metrics = Metrics()
-    plane = DataPlane([ModelSource.of(s) for s in sources], settings, metrics,
-                      registry=registry_for(sources, registry, settings.registry_url))
+    served_sources = [ModelSource.of(s) for s in sources]  # NAME=URI split here, before the registry is chosen
+    plane = DataPlane(served_sources, settings, metrics,
+                      registry=registry_for(served_sources, registry, settings.registry_url))
     follower = AliasFollower(plane, settings.poll_interval_s)
     recorder = Recorder(settings, metrics)  # prediction log, request ids, drift gauges (monitoring)
 
