@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
+from berth.monitoring.store import Store
 from support.ports import free_port
 from support.server_process import ServerProcess
 from tests.serving.conftest import IRIS_X
@@ -158,7 +159,8 @@ def test_grpc_typed_contents_and_api_keys(tmp_path: Path, iris_bundle: Path, iri
 
     grpc_port = free_port()
     process = ServerProcess(str(iris_bundle), "--workers", "1", "--grpc-port", str(grpc_port), "--api-key", "s3cret",
-                            "--max-body-mb", "0.01")  # 10,485 bytes: a bound for gRPC messages too
+                            "--max-body-mb", "0.01",  # 10,485 bytes: a bound for gRPC messages too
+                            env={"BERTH_MONITOR_DIR": str(tmp_path / "monitoring")})
     try:
         process.wait_ready()
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
@@ -171,7 +173,7 @@ def test_grpc_typed_contents_and_api_keys(tmp_path: Path, iris_bundle: Path, iri
                 stub.ModelInfer(request)
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
             key = [("authorization", "Bearer s3cret")]
-            response = stub.ModelInfer(request, metadata=key)
+            response = stub.ModelInfer(request, metadata=[*key, ("x-request-id", "grpc-1")])
             labels = np.frombuffer(response.raw_output_contents[0], dtype="<i8")
             assert labels.tolist() == iris_model.predict(ROWS).tolist()  # type: ignore[attr-defined]
             assert response.outputs[0].name == "predict" and list(response.outputs[0].shape) == [4]
@@ -191,6 +193,8 @@ def test_grpc_typed_contents_and_api_keys(tmp_path: Path, iris_bundle: Path, iri
         assert 'route="grpc:ModelInfer",status="401"' not in metrics  # refused before it reached the model
     finally:
         process.stop()
+    logged = Store(tmp_path / "monitoring").read("iris")  # the prediction log, flushed on shutdown
+    assert logged["request_id"].to_pylist() == ["grpc-1"] * 4
 
 
 def test_grpc_with_several_workers(iris_bundle: Path, iris_model: object) -> None:
