@@ -2,8 +2,7 @@
 
 ``tritonclient.http`` sends and asks for tensors in the binary tensor data extension unless told otherwise;
 ``tritonclient.grpc`` sends ``raw_input_contents`` and reads ``raw_output_contents``. Both run against
-``berth serve --grpc-port`` in a subprocess (tritonclient's protobuf modules and berth's define the same
-``inference`` package, so they never share a process).
+``berth serve --grpc-port`` in a subprocess, as users run them.
 """
 
 from __future__ import annotations

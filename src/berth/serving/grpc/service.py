@@ -209,7 +209,8 @@ async def start(plane: Any, metrics: Any, recorder: Any, settings: ServeSettings
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", settings.max_body_bytes),  # the body limit, as for HTTP
         ("grpc.max_send_message_length", -1),
-        ("grpc.so_reuseport", 1),  # each worker binds the same port, like the HTTP sockets
+        # workers share the port, like their HTTP sockets; a lone server must not share it with another one
+        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
     ])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(plane, metrics, recorder, settings), server)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
