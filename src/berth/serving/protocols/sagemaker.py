@@ -22,7 +22,7 @@ import orjson
 from starlette.responses import Response
 
 from berth.errors import NotAcceptableError, RequestError
-from berth.serving.codec import dumps, media_type
+from berth.serving.codec import dumps
 from berth.signature import Signature
 
 JSONLINES_TYPES = {"application/jsonlines", "application/jsonl", "application/x-jsonlines", "application/json-lines"}
@@ -97,10 +97,6 @@ def _as_list(record: dict[str, Any], names: list[str], number: int) -> list[Any]
         raise RequestError(f"row {number}: unknown column {unknown[0]!r}; the columns are {', '.join(names)}",
                            [{"loc": ["body", number, key], "msg": "unknown column"} for key in unknown])
     return [record.get(name) for name in names]
-
-
-def is_jsonlines(content_type: str | None) -> bool:
-    return media_type(content_type) in JSONLINES_TYPES
 
 
 # ---------------------------------------------------------------------------------------------- answers
