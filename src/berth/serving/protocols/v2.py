@@ -45,9 +45,12 @@ def _tensor(index: int, tensor: Any, raw: bytes | None = None) -> tuple[str, np.
     where = ["inputs", index]
     if not isinstance(tensor, dict):
         raise RequestError(f"input {index} must be an object", [{"loc": where, "msg": "expected an object"}])
-    fields: list[Any] = [tensor.get(k) for k in ("name", "shape", "datatype", "data")]
-    name, shape, datatype, data = fields
-    problems = []
+    # JSON values, checked one by one below
+    name: Any = tensor.get("name")
+    shape: Any = tensor.get("shape")
+    datatype: Any = tensor.get("datatype")
+    data: Any = tensor.get("data")
+    problems: list[dict[str, Any]] = []
     if not isinstance(name, str):
         problems.append({"loc": [*where, "name"], "msg": "expected a string"})
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
@@ -69,6 +72,7 @@ def _tensor(index: int, tensor: Any, raw: bytes | None = None) -> tuple[str, np.
 
 def values_to_array(data: list[Any], name: str, datatype: str, shape: list[int], where: list[Any]) -> np.ndarray:
     """A tensor from nested or flat values; their count must match ``shape``."""
+    array: np.ndarray
     try:
         array = np.array(data, dtype=DATATYPES[datatype]).reshape(-1) if datatype != "BYTES" else np.array(
             _flatten(data), dtype=object)
