@@ -83,7 +83,7 @@ def request_body(request: Any) -> tuple[dict[str, Any], list[bytes | None]]:
                 item["data"] = []  # the datatype is refused by v2.decode with its usual message
             else:
                 values = list(getattr(tensor.contents, field))
-                item["data"] = [binary._text(v) for v in values] if field == "bytes_contents" else values
+                item["data"] = [binary.bytes_to_text(v) for v in values] if field == "bytes_contents" else values
         inputs.append(item)
     body: dict[str, Any] = {"inputs": inputs}
     if request.outputs:

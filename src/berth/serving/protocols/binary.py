@@ -48,7 +48,7 @@ def raw_to_array(raw: bytes, name: str, datatype: str, shape: list[int], loc: li
             raise _error(f"input '{name}': shape {shape} needs {count} BYTES elements, the raw contents hold "
                          f"{len(items)}", loc)
         array = np.empty(count, dtype=object)
-        array[:] = [_text(item) for item in items]
+        array[:] = [bytes_to_text(item) for item in items]
         return array.reshape(shape)
     dtype = RAW_DTYPES.get(datatype)
     if dtype is None:
@@ -60,7 +60,7 @@ def raw_to_array(raw: bytes, name: str, datatype: str, shape: list[int], loc: li
     return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=True).reshape(shape)
 
 
-def _text(item: bytes) -> Any:
+def bytes_to_text(item: bytes) -> Any:
     """BYTES elements are text for berth's models (string columns); bytes that are not UTF-8 stay bytes."""
     try:
         return item.decode("utf-8")
