@@ -169,7 +169,8 @@ def read_partition(partition: Partition, chunk_size: int) -> Iterator[pd.DataFra
     from berth.batch import _parquet_file
 
     with _parquet_file(partition.path) as parquet:
-        groups, first, skip = [], 0, 0
+        groups: list[int] = []
+        first, skip = 0, 0
         for i in range(parquet.metadata.num_row_groups):
             size = parquet.metadata.row_group(i).num_rows
             if first < partition.stop and first + size > partition.start:

@@ -315,7 +315,7 @@ class Registry:
                 self._model(session, name)
             return [AuditEvent.from_row(row) for row in reversed(rows)]
 
-    def _versions_query(self, name: str) -> sa.Select[tuple[VersionRow]]:
+    def _versions_query(self, name: str) -> sa.Select[VersionRow]:
         check_name(name)
         return (sa.select(VersionRow).options(defer(VersionRow.manifest))
                 .join(ModelRow, ModelRow.id == VersionRow.model_id).where(ModelRow.name == name))
@@ -353,7 +353,7 @@ class Registry:
             self._move_alias(s, model, alias, row)
             return ModelVersion.from_row(name, row)
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def remove_alias(self, name: str, alias: str) -> int:
         """Remove ``alias``; returns the version it pointed at."""
@@ -370,7 +370,7 @@ class Registry:
             self._audit(s, name, "alias.rm", old, key=alias, old=str(old))
             return old
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def rollback(self, name: str, alias: str = "production") -> ModelVersion:
         """Move ``alias`` back to the version it held before its last move (repeatable, like an undo stack)."""
@@ -398,7 +398,7 @@ class Registry:
             self._move_alias(s, model, alias, row, action="alias.rollback")
             return ModelVersion.from_row(name, row)
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def set_tags(self, name: str, version: int, tags: dict[str, str] | None = None,
                  remove: Iterable[str] = ()) -> ModelVersion:
@@ -416,7 +416,7 @@ class Registry:
             self._change_tags(s, name, row, tags, remove)
             return ModelVersion.from_row(name, row)
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def _move_alias(self, s: Session, model: ModelRow, alias: str, row: VersionRow,
                     action: str = "alias.set") -> None:
@@ -461,7 +461,7 @@ class Registry:
 
         deleted, trash = self._write(action)
         self._finish_pending(trash)
-        return deleted  # type: ignore[no-any-return]
+        return deleted
 
     def delete_model(self, name: str, *, force: bool = False) -> list[int]:
         """Delete a model with every version and bundle; refused while it has aliases unless ``force``."""
@@ -482,7 +482,7 @@ class Registry:
 
         numbers, trash = self._write(action)
         self._finish_pending(trash)
-        return numbers  # type: ignore[no-any-return]
+        return numbers
 
     def _drop_aliases(self, s: Session, model: ModelRow, rows: list[VersionRow], force: bool) -> None:
         by_id = {row.id: row for row in rows}
