@@ -57,3 +57,5 @@ def test_batch_transform_as_sagemaker_sends_it(iris_bundle: Path, iris_model: ob
     finally:
         process.terminate()
         process.wait(60)
+        if process.stdout is not None:
+            process.stdout.close()

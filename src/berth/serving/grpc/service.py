@@ -93,7 +93,12 @@ def request_body(request: Any) -> tuple[dict[str, Any], list[bytes | None]]:
     return body, raws if raws else [None] * len(inputs)
 
 
-class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+def metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    """The call's metadata as text (binary ``-bin`` values are not berth's business)."""
+    return {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+
+
+class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, plane: Any, metrics: Any, recorder: Any, settings: ServeSettings) -> None:
         self.plane = plane
         self.metrics = metrics
@@ -106,7 +111,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
     async def _check_key(self, method: str, context: grpc.aio.ServicerContext) -> None:
         if not self.keys or (method in OPEN_METHODS and not self.auth_all):
             return
-        sent = dict(context.invocation_metadata() or ()).get("authorization", "")
+        sent = metadata(context).get("authorization", "")
         scheme, _, token = sent.partition(" ")
         matched = False
         for key in self.keys:  # compare against every key: timing says nothing about which matched
@@ -162,10 +167,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self._check_key("ModelInfer", context)
         started = time.perf_counter()
-        sent_id = dict(context.invocation_metadata() or ()).get(REQUEST_ID_HEADER)
-        sane = isinstance(sent_id, str) and 0 < len(sent_id) <= 200 and sent_id.isascii() and sent_id.isprintable() \
+        sent_id = metadata(context).get(REQUEST_ID_HEADER)
+        sane = sent_id is not None and 0 < len(sent_id) <= 200 and sent_id.isascii() and sent_id.isprintable() \
             and " " not in sent_id  # as recording.Recorder.request_id takes an HTTP client's id
-        request_id = sent_id if sane else new_request_id()
+        request_id = sent_id if sent_id is not None and sane else new_request_id()
         model, version, status = "", "", 200  # the model label only once the name is known: bounded metrics
         call_state = types.SimpleNamespace(prediction=None)  # what the HTTP handlers leave on request.state
         self.metrics.in_flight.inc()
