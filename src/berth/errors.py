@@ -140,6 +140,13 @@ class BodyTimeoutError(RequestError):
     code = "body_timeout"
 
 
+class NotAcceptableError(RequestError):
+    """The client's Accept header names no format berth can answer in (406)."""
+
+    status_code = 406
+    code = "not_acceptable"
+
+
 class NotReadyError(BerthError):
     status_code = 503
     code = "not_ready"

@@ -59,7 +59,7 @@ def test_api_keys_guard_prediction_routes_only(iris_bundle: Path) -> None:
 def test_openapi_types_the_body_from_the_signature(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
-    record = body["schema"]["properties"]["instances"]["items"]["oneOf"][1]
+    record = body["schema"]["properties"]["instances"]["items"]["anyOf"][1]
     assert list(record["properties"]) == list(IRIS_X.columns)
     assert record["properties"]["petal width (cm)"] == {"type": "number"}
     example = body["examples"]["instances"]["value"]

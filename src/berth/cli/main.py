@@ -266,7 +266,8 @@ def unpack_command(
 def serve_command(
     uris: Annotated[list[str], typer.Argument(
         help="Bundles to serve: directories, .berth files, URLs, registered models (models:/NAME/VERSION, or "
-             "models:/NAME@ALIAS to follow the alias live), or plain .joblib/.pkl files (with --trust).")],
+             "models:/NAME@ALIAS to follow the alias live), or plain .joblib/.pkl files (with --trust). "
+             "NAME=URI serves it as NAME (default: the name in its manifest).")],
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default cores, at most 4).")] = None,
@@ -277,6 +278,8 @@ def serve_command(
     no_batching: Annotated[bool, typer.Option("--no-batching", help="Predict each request on its own.")] = False,
     timeout_s: Annotated[float | None, typer.Option(help="Answer 504 after this many seconds (default 30).")] = None,
     max_body_mb: Annotated[float | None, typer.Option(help="Largest request body (default 10).")] = None,
+    grpc_port: Annotated[int | None, typer.Option(
+        help="Also serve the Open Inference Protocol over gRPC on this port (default off; needs berth[grpc]).")] = None,
     api_key: Annotated[list[str] | None, typer.Option(
         "--api-key", help="Require Authorization: Bearer KEY on prediction routes (repeatable).")] = None,
     protect_docs: Annotated[bool, typer.Option(
@@ -312,6 +315,7 @@ def serve_command(
 
     given = {"host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
              "max_batch_delay_ms": max_batch_delay_ms, "timeout_s": timeout_s, "max_body_mb": max_body_mb,
+             "grpc_port": grpc_port,
              "api_keys": api_key or None, "log_level": log_level, "trust": trust or None,
              "protect_docs": protect_docs or None, "protect_metrics": protect_metrics or None,
              "poll_interval_s": poll_interval_s, "registry_url": registry,

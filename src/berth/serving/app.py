@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from berth.errors import BerthError
 from berth.registry.default import registry_for
-from berth.serving import monitor_routes, openapi, platforms
+from berth.serving import docs, grpc, monitor_routes, openapi, platforms
 from berth.serving.dataplane import DataPlane, ModelSource
 from berth.serving.fastpath import Endpoint, PredictionRoutes
 from berth.serving.handlers import PREDICTION_ROUTES, PredictionRoute, Served
@@ -43,8 +43,9 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
     """
     settings = settings or ServeSettings()
     metrics = Metrics()
-    plane = DataPlane([ModelSource.of(s) for s in sources], settings, metrics,
-                      registry=registry_for(sources, registry, settings.registry_url))
+    served_sources = [ModelSource.of(s) for s in sources]  # NAME=URI split here, before the registry is chosen
+    plane = DataPlane(served_sources, settings, metrics,
+                      registry=registry_for(served_sources, registry, settings.registry_url))
     follower = AliasFollower(plane, settings.poll_interval_s)
     recorder = Recorder(settings, metrics)  # prediction log, request ids, drift gauges (monitoring)
 
@@ -56,13 +57,19 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
         if not load_in_background:
             await loading
         await recorder.start(plane)
+        grpc_server = None
+        if settings.grpc_port is not None:  # the Open Inference Protocol over gRPC, in this event loop
+            grpc_server, app.state.grpc_port = await grpc.start(plane, metrics, recorder, settings)
         yield
+        if grpc_server is not None:
+            await grpc_server.stop(settings.graceful_timeout_s)
         await follower.stop()
         await plane.close()
         await recorder.stop()  # flushes the prediction log
 
     app = FastAPI(title="berth model server", version=version(), lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None, **telemetry_options(settings.telemetry))
+                  docs_url=None, redoc_url=None, **telemetry_options(settings.telemetry))
+    docs.install(app)  # Swagger UI from files shipped with berth, not a CDN
     app.state.plane = plane
     app.state.metrics = metrics
     app.state.recorder = recorder
@@ -75,7 +82,7 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
 
     @app.exception_handler(BerthError)
     async def berth_error(request: Request, exc: BerthError) -> Response:
-        return error_response(exc, v2=request.url.path.startswith("/v2"))
+        return error_response(exc, v2=request.url.path.startswith(("/v2", "/v1/")))
 
     app.openapi = lambda: typed_openapi(app, plane)  # type: ignore[method-assign]
     app.add_middleware(PredictionRoutes, routes=hot_routes)  # innermost: inside the body limit and auth
@@ -120,18 +127,16 @@ def typed_openapi(app: FastAPI, plane: DataPlane) -> dict[str, Any]:
                          description="Predictions from the models below; request bodies follow their signatures.")
     paths = schema["paths"]
     for name, slot in plane.slots.items():
-        signature = slot.runner.signature
-        operation = {"summary": f"Predict with {name}", "tags": ["simple"],
-                     **openapi.simple_request(signature),
-                     "responses": {**paths["/predict"]["post"]["responses"],
-                                   "200": {"description": "Predictions", "content": {"application/json": {
-                                       "schema": openapi.simple_response(signature)}}}}}
-        paths[f"/models/{name}/predict"] = {"post": operation}
-        if len(plane.slots) == 1:
-            paths["/predict"] = {"post": {**operation, "summary": "Predict"}}
-            paths["/invocations"]["post"].update(openapi.mlflow_request(signature))
-    if plane.slots:  # the generic template is replaced by one typed path per model
-        paths.pop("/models/{name}/predict", None)
+        typed = openapi.model_paths(name, slot.runner.signature, only_model=len(plane.slots) == 1)
+        for path, item in typed.items():  # the errors each route answers, as registered for its template
+            template = paths.get(path.replace(f"models/{name}", "models/{name}", 1), {}).get("post", {})
+            item["post"]["responses"] = {**template.get("responses", {}), **item["post"]["responses"]}
+            item["post"].setdefault("parameters", [p for p in template.get("parameters", [])
+                                                   if p.get("in") != "path"])
+        paths.update(typed)
+    if plane.slots:  # the generic templates are replaced by one typed path per model
+        for template in openapi.TEMPLATES:
+            paths.pop(template, None)
     return schema
 
 
@@ -143,8 +148,9 @@ def log_startup(plane: DataPlane, settings: ServeSettings) -> None:
                      f"{slot.load_seconds:.2f} s")
     for source, problem in plane.problems.items():
         lines.append(f"  NOT SERVED {source}: {problem}")
-    lines.append("  routes: POST /predict /models/{name}/predict /invocations /v2/models/{name}/infer; "
-                 "GET /health/live /health/ready /ping /metrics /docs")
+    lines.append("  routes: POST /predict /invocations /models/{name}/predict /models/{name}/invocations "
+                 "/v2/models/{name}/infer /v1/models/{name}:predict; GET /health/live /health/ready /ping /metrics "
+                 "/docs" + (f"; gRPC on port {settings.grpc_port}" if settings.grpc_port is not None else ""))
     batching = (f"batching up to {settings.max_batch_size} rows, {settings.max_batch_delay_ms:g} ms"
                 if settings.batching else "batching off")
     lines.append(f"  {batching}; timeout {settings.timeout_s:g} s; auth {'on' if settings.api_keys else 'off'}")

@@ -20,6 +20,7 @@ from berth.importer import open_model
 from berth.model import LoadedModel, load_bundle
 from berth.registry.uri import is_model_uri
 from berth.serving.metrics import Metrics
+from berth.serving.naming import split_named
 from berth.serving.settings import ServeSettings
 from berth.serving.slot import ModelSlot, Prediction, Runner
 from berth.serving.supervision import PoolStatus
@@ -46,6 +47,9 @@ class ModelSource:
             return value
         if isinstance(value, LoadedModel):
             return cls(model=value)
+        if isinstance(value, str):
+            name, uri = split_named(value)  # NAME=URI names the served model
+            return cls(uri=uri, name=name)
         return cls(uri=str(value))
 
     def describe(self) -> str:
@@ -127,7 +131,8 @@ class DataPlane:
                 model = source.model or load_source(source.uri or "", trust=self.settings.trust, registry=registry)
                 name = source.name or model.name
                 if name in self.slots:
-                    raise BerthError(f"two models are named {name!r}; give each a distinct name")
+                    raise BerthError(f"two models are named {name!r}; name them on the command line: "
+                                     "berth serve NAME=URI NAME2=URI2")
                 self.slots[name] = ModelSlot.load(name, model, version_of(model), self.settings, self.metrics,
                                                   started)
                 self.slots[name].follows = followed_alias(source.uri)
@@ -196,7 +201,8 @@ class DataPlane:
             if len(self.slots) == 1:
                 return next(iter(self.slots.values()))
             raise ModelNotFoundError(
-                f"this server holds {len(self.slots)} models; use /models/NAME/predict with one of: "
+                f"this server holds {len(self.slots)} models; name one in the route (/models/NAME/predict, "
+                "/models/NAME/invocations, /v2/models/NAME/infer, /v1/models/NAME:predict): "
                 + ", ".join(sorted(self.slots)))
         slot = self.slots.get(name)
         if slot is None:

@@ -21,7 +21,7 @@ from berth.serving.codec import decode_json
 from berth.serving.dataplane import DataPlane
 from berth.serving.fastpath import Endpoint
 from berth.serving.metrics import UNKNOWN, Metrics
-from berth.serving.protocols import mlflow, simple, v2
+from berth.serving.protocols import binary, kserve_v1, mlflow, sagemaker, simple, v2
 from berth.serving.recording import Recorder
 from berth.serving.responses import error_response, json_response
 from berth.serving.slot import SlotView
@@ -43,23 +43,35 @@ async def predict(plane: DataPlane, slot: SlotView, request: Request) -> tuple[A
 
 
 async def invocations(plane: DataPlane, slot: SlotView, request: Request) -> tuple[Any, int]:
-    key, data = mlflow.decode(await request.body(), request.headers.get("content-type"))
+    answer = sagemaker.answer_format(request.headers.get("accept"))  # 406 before any work
     runner = slot.runner
+    key, data = mlflow.decode(await request.body(), request.headers.get("content-type"), runner.signature)
     try:
         result = await plane.predict(runner, data)
     except SignatureError as exc:
         raise mlflow.located(exc, key) from None
     request.state.prediction = (runner, data, result)  # for the prediction log
-    return mlflow.encode(result), 200
+    return (mlflow.encode(result) if answer == "json" else sagemaker.encode(result.predictions, answer)), 200
 
 
 async def infer(plane: DataPlane, slot: SlotView, request: Request) -> tuple[Any, int]:
     runner = slot.runner
-    data, requested, request_id = v2.decode(decode_json(await request.body(), request.headers.get("content-type")),
-                                            runner.signature)
-    result = await plane.predict(runner, data, "predict_proba" in requested)
-    request.state.prediction = (runner, data, result)  # for the prediction log
-    return v2.encode(result, requested, slot.name, runner.version, request_id), 200
+    call = v2.read(await request.body(), request.headers.get("content-type"), request.headers.get(binary.HEADER),
+                   runner.signature)
+    result = await plane.predict(runner, call.data, call.probabilities)
+    request.state.prediction = (runner, call.data, result)  # for the prediction log
+    return v2.respond(result, call, slot.name, runner.version), 200
+
+
+async def v1_predict(plane: DataPlane, slot: SlotView, request: Request) -> tuple[Any, int]:
+    key, instances = kserve_v1.decode(decode_json(await request.body(), request.headers.get("content-type")))
+    runner = slot.runner
+    try:
+        result = await plane.predict(runner, instances)
+    except SignatureError as exc:
+        raise kserve_v1.located(exc, key) from None
+    request.state.prediction = (runner, instances, result)  # for the prediction log
+    return kserve_v1.encode(result), 200
 
 
 async def model_metadata(plane: DataPlane, slot: SlotView, request: Request) -> tuple[Any, int]:
@@ -94,12 +106,17 @@ V2_MODEL = ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
 PREDICTION_ROUTES: tuple[PredictionRoute, ...] = (
     PredictionRoute(("/predict", "/models/{name}/predict"), predict, "POST", "/predict", "simple", "Predict",
                     openapi_extra=ANY_JSON),
-    PredictionRoute(("/invocations",), invocations, "POST", "/invocations", "mlflow", "MLflow / SageMaker scoring"),
+    PredictionRoute(("/invocations", "/models/{name}/invocations"), invocations, "POST", "/invocations", "mlflow",
+                    "MLflow / SageMaker scoring"),
     PredictionRoute(V2_MODEL, model_metadata, "GET", "/v2/metadata", "v2", "Model metadata", v2_errors=True),
     PredictionRoute(tuple(p + "/ready" for p in V2_MODEL), model_ready, "GET", "/v2/ready", "v2", "Model ready",
                     v2_errors=True),
     PredictionRoute(tuple(p + "/infer" for p in V2_MODEL), infer, "POST", "/v2/infer", "v2", "Inference",
                     v2_errors=True),
+    PredictionRoute(("/v1/models/{name}",), model_ready, "GET", "/v1/ready", "kserve-v1", "Model ready (KServe V1)",
+                    v2_errors=True),
+    PredictionRoute((kserve_v1.PREDICT_ROUTE,), v1_predict, "POST", "/v1/predict", "kserve-v1",
+                    "Predict (KServe V1)", v2_errors=True),
 )
 
 # ---------------------------------------------------------------------------------------------- endpoints
@@ -135,7 +152,11 @@ class Served:
                 if wanted is not None and wanted != version:
                     raise ModelNotFoundError(f"model {model!r} has no version {wanted!r}; serving {version}")
                 payload, status = await handler(plane, slot, request)
-                response = json_response(payload, status, headers)
+                if isinstance(payload, Response):  # a protocol's own body (binary tensors, CSV, JSON Lines)
+                    payload.headers.update(headers)
+                    response = payload
+                else:
+                    response = json_response(payload, status, headers)
             except Exception as exc:
                 response = error_response(exc, v2=v2_errors, headers=headers)
             finally:
@@ -165,13 +186,16 @@ class Served:
         return json_response({"status": "ok" if ready else "loading"}, 200 if ready else 503)
 
     async def server_metadata(self) -> Response:
-        return json_response({"name": "berth", "version": self.version, "extensions": []})
+        return json_response({"name": "berth", "version": self.version, "extensions": v2.EXTENSIONS})
 
     async def v2_live(self) -> Response:
         return json_response({"live": True})
 
     async def v2_ready(self) -> Response:
         return json_response({"ready": self.plane.ready}, 200 if self.plane.ready else 503)
+
+    async def v1_models(self) -> Response:
+        return json_response({"models": sorted(self.plane.slots)})
 
     async def prometheus(self) -> Response:
         body, content_type = self.metrics.render()
@@ -182,4 +206,5 @@ class Served:
         return [("/health/live", self.live, "health"), ("/health/ready", self.ready, "health"),
                 ("/ping", self.ping, "mlflow"), ("/v2", self.server_metadata, "v2"),
                 ("/v2/health/live", self.v2_live, "v2"), ("/v2/health/ready", self.v2_ready, "v2"),
+                ("/v1/models", self.v1_models, "kserve-v1"),
                 ("/metrics", self.prometheus, "health")]

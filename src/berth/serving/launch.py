@@ -6,7 +6,8 @@ given": the ``BERTH_*`` environment, then the default, applies). :func:`plan` th
 1. builds :class:`ServeSettings` from them, turning pydantic's validation errors into a :class:`UsageError` that
    names each setting;
 2. drops SageMaker's ``serve`` start argument (the container is started as ``docker run IMAGE serve``);
-3. refuses a local path that does not exist, before any model is loaded or port bound;
+3. refuses a local path that does not exist, and a served name (``NAME=URI``) given twice or breaking the
+   model-name rule, before any model is loaded or port bound;
 4. applies the cloud platform's variables (``berth.serving.platforms``): a port given explicitly wins over them;
 5. chooses the backend: berth's own worker processes, or Ray Serve replicas.
 
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from berth.errors import UsageError
 from berth.registry.uri import is_model_uri
 from berth.serving import platforms
+from berth.serving.naming import split_named
 from berth.serving.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -71,8 +73,9 @@ def build_settings(given: Mapping[str, Any]) -> ServeSettings:
 
 def missing_paths(sources: Sequence[Any]) -> list[str]:
     """The sources that name a local path that does not exist (URLs and ``models:/`` URIs are not checked)."""
-    return [str(source) for source in sources if isinstance(source, str | os.PathLike)
-            and not is_model_uri(str(source)) and "://" not in str(source) and not os.path.exists(source)]
+    uris = [split_named(source)[1] if isinstance(source, str) else str(source) for source in sources
+            if isinstance(source, str | os.PathLike)]
+    return [uri for uri in uris if not is_model_uri(uri) and "://" not in uri and not os.path.exists(uri)]
 
 
 def plan(sources: Sequence[Any], settings: Mapping[str, Any] | None = None, *, ray: RayRequest | None = None,
@@ -87,6 +90,10 @@ def plan(sources: Sequence[Any], settings: Mapping[str, Any] | None = None, *, r
         started = False
     if not texts:
         raise UsageError("nothing to serve: give at least one bundle, file or model URI")
+    named = [name for name, _ in (split_named(t) for t in texts if isinstance(t, str)) if name is not None]
+    twice = sorted({name for name in named if named.count(name) > 1})
+    if twice:
+        raise UsageError(f"two models are named {', '.join(twice)}: give each served model its own NAME=")
     missing = missing_paths(texts)
     if missing:
         raise UsageError(f"nothing to serve at {', '.join(missing)}: no such file or directory")
@@ -96,6 +103,9 @@ def plan(sources: Sequence[Any], settings: Mapping[str, Any] | None = None, *, r
         raise UsageError(f"--backend is {' or '.join(BACKENDS)}, not {ray.backend!r}")
     if not ray.wanted:
         return Plan(texts, built)
+    if built.grpc_port is not None:
+        raise UsageError("--grpc-port serves gRPC from berth's own workers; with --backend ray, Ray Serve's proxy "
+                         "owns the ports (use --backend local for the Open Inference Protocol over gRPC)")
     from berth.serving.ray_serve import options_from_cli
 
     options = options_from_cli(ray.backend, ray.replicas, ray.autoscale, ray.address, given.get("workers"))

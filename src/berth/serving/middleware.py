@@ -25,7 +25,7 @@ async def _send_error(send: Send, error: BerthError, *, v2: bool, extra: Iterabl
 
 
 def _is_v2(scope: Scope) -> bool:
-    return str(scope.get("path", "")).startswith("/v2")
+    return str(scope.get("path", "")).startswith(("/v2", "/v1/"))  # KServe's {"error": "..."} shape
 
 
 class BodyLimitMiddleware:

@@ -1,12 +1,16 @@
 """OpenAPI request and response schemas typed from each model's signature, with examples from its sample.
 
-So ``/docs`` shows the real feature names and types, and its "Try it out" sends a prediction that works.
+So ``/docs`` shows the real feature names and types, and its "Try it out" sends a prediction that works. The
+schemas are plain JSON Schema (2020-12, as OpenAPI 3.1 uses): alternatives are ``anyOf`` (never ``oneOf`` over
+alternatives a value can match twice, such as two number columns), a nullable column is ``"type": [T, "null"]``,
+and every example validates against its schema (tested with ``jsonschema``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 
 from berth.signature import ColumnSpec, Signature
@@ -20,7 +24,16 @@ def column_schema(column: ColumnSpec) -> dict[str, Any]:
         schema = dict(JSON_TYPES[column.dtype])
     else:
         schema = {"type": "integer" if column.is_integer else "number"}
-    return {**schema, "nullable": True} if column.nullable else schema
+    return {**schema, "type": [schema["type"], "null"]} if column.nullable else schema
+
+
+def any_of(schemas: list[dict[str, Any]]) -> dict[str, Any]:
+    """One schema for values matching any of ``schemas``; identical alternatives are merged."""
+    unique: list[dict[str, Any]] = []
+    for schema in schemas:
+        if schema not in unique:
+            unique.append(schema)
+    return unique[0] if len(unique) == 1 else {"anyOf": unique}
 
 
 def row_schemas(signature: Signature) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -30,8 +43,7 @@ def row_schemas(signature: Signature) -> tuple[dict[str, Any], dict[str, Any]]:
         return any_array, any_array
     columns = signature.columns
     as_list = {"type": "array", "minItems": len(columns), "maxItems": len(columns),
-               "items": {"oneOf": [column_schema(c) for c in columns]} if len(columns) > 1 else column_schema(
-                   columns[0]),
+               "items": any_of([column_schema(c) for c in columns]),
                "description": "values in this order: " + ", ".join(signature.names)}
     as_record = {"type": "object", "required": signature.names, "additionalProperties": False,
                  "properties": {c.name: column_schema(c) for c in columns}}
@@ -45,8 +57,8 @@ def simple_request(signature: Signature) -> dict[str, Any]:
     schema = {
         "type": "object",
         "properties": {
-            "features": {"oneOf": [as_list, as_record], "description": "one row"},
-            "instances": {"type": "array", "items": {"oneOf": [as_list, as_record]}, "minItems": 1},
+            "features": {"anyOf": [as_list, as_record], "description": "one row"},
+            "instances": {"type": "array", "items": {"anyOf": [as_list, as_record]}, "minItems": 1},
             "inputs": {"type": "object", "description": "columns by name",
                        "properties": {c.name: {"type": "array", "items": column_schema(c)}
                                       for c in signature.columns}},
@@ -79,15 +91,24 @@ def mlflow_request(signature: Signature) -> dict[str, Any]:
     schema = {"type": "object", "properties": {
         "dataframe_split": split,
         "dataframe_records": {"type": "array", "items": as_record},
-        "instances": {"type": "array", "items": {"oneOf": [as_list, as_record]}},
+        "instances": {"type": "array", "items": {"anyOf": [as_list, as_record]}},
         "inputs": {},
         "params": {"type": "object"},
     }}
     examples = {"dataframe_split": {"value": {"dataframe_split": {"columns": signature.names, "data": example_rows}}},
                 "dataframe_records": {"value": {"dataframe_records": signature.example}}}
+    csv_rows = "".join(",".join(_csv_value(v) for v in row) + "\n" for row in example_rows)
+    jsonlines = "".join(orjson.dumps(row).decode() + "\n" for row in example_rows)
+    text = {"type": "string"}
     return {"requestBody": {"required": True, "content": {
         "application/json": {"schema": schema, "examples": examples},
-        "text/csv": {"schema": {"type": "string"}},
+        "text/csv": {"schema": {**text, "description": "one row per line; a first line naming exactly the "
+                                "columns is a header, otherwise every line is data (SageMaker sends no header)"},
+                     "examples": {"headerless": {"value": csv_rows},
+                                  "with header": {"value": ",".join(signature.names) + "\n" + csv_rows}}},
+        "application/jsonlines": {"schema": {**text, "description": "one row per line: a JSON array of values, "
+                                             "a record, or {\"features\": [...]}"},
+                                  "examples": {"rows": {"value": jsonlines}}},
     }}}
 
 
@@ -152,3 +173,76 @@ def status_route(path: str) -> dict[str, Any]:
     if path in PROBES:
         return {"responses": probe_responses(PROBES[path])}
     return {}
+
+
+def _csv_value(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\n') else text
+
+
+def v1_request(signature: Signature) -> dict[str, Any]:
+    """KServe V1: ``{"instances": [...]}`` (or ``inputs``) of rows or records."""
+    as_list, as_record = row_schemas(signature)
+    instances = {"type": "array", "minItems": 1, "items": {"anyOf": [as_list, as_record]}}
+    schema = {"type": "object", "properties": {"instances": instances, "inputs": instances,
+                                               "parameters": {"type": "object"}}}
+    rows = [list(r.values()) for r in signature.example if isinstance(r, dict)] or signature.example
+    examples = {"rows": {"value": {"instances": rows}}, "records": {"value": {"instances": signature.example}}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema,
+                                                                                "examples": examples}}}}
+
+
+def v2_request(signature: Signature) -> dict[str, Any]:
+    """The Open Inference Protocol's inference request (JSON), with an example in the model's input tensors."""
+    from berth.serving.protocols import v2
+
+    tensor = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+        "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"enum": list(v2.DATATYPES)}, "data": {"type": "array"},
+        "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}}}}
+    output = {"type": "object", "required": ["name"], "properties": {
+        "name": {"enum": list(v2.OUTPUTS)},
+        "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}
+    schema = {"type": "object", "required": ["inputs"], "properties": {
+        "id": {"type": "string"}, "inputs": {"type": "array", "minItems": 1, "items": tensor},
+        "outputs": {"type": "array", "items": output},
+        "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}}}}
+    rows = [list(r.values()) for r in signature.example if isinstance(r, dict)]
+    inputs = v2.metadata(signature, "", "", "")["inputs"]
+    if rows and len(inputs) == 1:
+        tensors = [{**inputs[0], "shape": [len(rows), len(rows[0])], "data": rows}]
+    elif rows:
+        tensors = [{**spec, "shape": [len(rows)], "data": [row[i] for row in rows]} for i, spec in enumerate(inputs)]
+    else:
+        example = signature.example
+        tensors = [{**inputs[0], "shape": [len(example)], "data": example}] if signature.layout == "column" else []
+    examples = {"tensors": {"value": {"inputs": tensors, "outputs": [{"name": "predict"}]}}} if tensors else {}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema,
+                                                                                "examples": examples}}}}
+
+
+def model_paths(name: str, signature: Signature, *, only_model: bool) -> dict[str, dict[str, Any]]:
+    """The typed paths of one served model (and, when it is the only one, of the routes without a name)."""
+    responses = {"200": {"description": "Predictions", "content": {"application/json": {
+        "schema": simple_response(signature)}}}}
+    simple = {"summary": f"Predict with {name}", "tags": ["simple"], **simple_request(signature),
+              "responses": responses}
+    mlflow = {"summary": f"MLflow / SageMaker scoring with {name}", "tags": ["mlflow"], **mlflow_request(signature),
+              "responses": {"200": {"description": "Predictions in the format Accept asks for "
+                                                   "(application/json, text/csv, application/jsonlines)"},
+                            "406": {"description": "Accept names no format berth answers in"}}}
+    v1 = {"summary": f"Predict with {name} (KServe V1)", "tags": ["kserve-v1"], **v1_request(signature),
+          "responses": {"200": {"description": "{\"predictions\": [...]}"}}}
+    v2 = {"summary": f"Inference with {name}", "tags": ["v2"], **v2_request(signature),
+          "responses": {"200": {"description": "Output tensors (JSON, or binary with Inference-Header-Content-"
+                                               "Length when asked)"}}}
+    paths = {f"/models/{name}/predict": {"post": simple}, f"/models/{name}/invocations": {"post": mlflow},
+             f"/v1/models/{name}:predict": {"post": v1}, f"/v2/models/{name}/infer": {"post": v2}}
+    if only_model:
+        paths["/predict"] = {"post": {**simple, "summary": "Predict"}}
+        paths["/invocations"] = {"post": {**mlflow, "summary": "MLflow / SageMaker scoring"}}
+    return paths
+
+
+TEMPLATES = ("/models/{name}/predict", "/models/{name}/invocations", "/v1/models/{name}:predict",
+             "/v2/models/{name}/infer")  # replaced by one typed path per model

@@ -121,7 +121,7 @@ def vertex_decode(body: Any) -> Any:
     return body["instances"]
 
 
-def azure_decode(body: bytes, content_type: str | None) -> tuple[list[Any], Any]:
+def azure_decode(body: bytes, content_type: str | None, signature: Any) -> tuple[list[Any], Any]:
     """Azure's ``{"input_data": ...}`` (split-oriented table or rows), else any body ``/invocations`` takes."""
     if media_type(content_type) not in mlflow.CSV_TYPES:
         payload = decode_json(body, content_type)
@@ -134,7 +134,7 @@ def azure_decode(body: bytes, content_type: str | None) -> tuple[list[Any], Any]
             if isinstance(data, dict) and "data" in data:
                 data = mlflow.split_to_columns(data)
             return ["body", "input_data"], data
-    key, data = mlflow.decode(body, content_type)
+    key, data = mlflow.decode(body, content_type, signature)
     return ["body", key], data
 
 
@@ -143,7 +143,7 @@ def azure_decode(body: bytes, content_type: str | None) -> tuple[list[Any], Any]
 
 async def score(plane: DataPlane, slot: SlotView, request: Request) -> tuple[Any, int]:
     """Azure ML's ``POST /score``."""
-    where, data = azure_decode(await request.body(), request.headers.get("content-type"))
+    where, data = azure_decode(await request.body(), request.headers.get("content-type"), slot.runner.signature)
     try:
         result = await plane.predict(slot.runner, data)
     except SignatureError as exc:

@@ -125,9 +125,10 @@ class BerthReplica:
             os.makedirs(metrics_dir, exist_ok=True)
             forget_dead_replicas(metrics_dir)
         # a BerthError here fails the replica with berth's own message (the deployment reports it)
-        registry = registry_for(sources, None, self.settings.registry_url)  # this process's entry point
-        self.sources = [ModelSource(model=load_source(uri, trust=self.settings.trust, registry=registry))
-                        for uri in sources]
+        named = [ModelSource.of(source) for source in sources]  # NAME=URI keeps its name on every replica
+        registry = registry_for(named, None, self.settings.registry_url)  # this process's entry point
+        self.sources = [ModelSource(model=load_source(source.uri or "", trust=self.settings.trust,
+                                                      registry=registry), name=source.name) for source in named]
         self.berth_app: Any = None
 
     def __serve_build_asgi_app__(self) -> ASGIApp:

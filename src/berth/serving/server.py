@@ -196,6 +196,10 @@ def run(sources: Sequence[Any], settings: ServeSettings) -> None:
     supervision.write_status(status, settings.workers, 0)
     reservation = bind_socket(settings.host, settings.port, reuse_port=True)  # fixes the port for port 0
     port = reservation.getsockname()[1]
+    grpc_reservation = None
+    if settings.grpc_port == 0:  # every worker's gRPC server must bind the same port: fix it here
+        grpc_reservation = bind_socket(settings.host, 0, reuse_port=True)
+        settings = settings.model_copy(update={"grpc_port": grpc_reservation.getsockname()[1]})
     uris = [str(s) for s in sources]
     stopping = False
     workers: list[_Worker] = []
@@ -257,6 +261,8 @@ def run(sources: Sequence[Any], settings: ServeSettings) -> None:
         for worker in workers:
             worker.close()
         reservation.close()
+        if grpc_reservation is not None:
+            grpc_reservation.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 

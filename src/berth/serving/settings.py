@@ -30,6 +30,8 @@ class ServeSettings(BaseSettings):
     max_batch_delay_ms: float = Field(2.0, ge=0, le=10_000,
                                       description="Longest wait for more requests while others are arriving.")
     timeout_s: float = Field(30.0, gt=0, description="A request still unanswered after this gets 504.")
+    grpc_port: int | None = Field(None, ge=0, le=65535, description="Also serve the Open Inference Protocol over "
+                                  "gRPC on this port (off when unset; needs berth[grpc]).")
     max_body_mb: float = Field(10.0, gt=0, description="Largest request body accepted; larger gets 413.")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Bearer keys for prediction routes (comma-separated in BERTH_API_KEYS).")

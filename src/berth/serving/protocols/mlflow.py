@@ -2,29 +2,34 @@
 
 JSON bodies hold exactly one of ``dataframe_split``, ``dataframe_records``, ``instances`` or ``inputs``
 (``params`` is accepted and ignored, as MLflow does for models without parameters); ``text/csv`` bodies are a
-table with a header row. The answer is ``{"predictions": [...]}``, as ``mlflow models serve`` gives.
+table, with or without a header line, and ``application/jsonlines`` bodies one row per line, as SageMaker sends
+them (:mod:`berth.serving.protocols.sagemaker`). The answer is ``{"predictions": [...]}``, as ``mlflow models
+serve`` gives, or CSV / JSON Lines when ``Accept`` asks for them.
 """
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from berth.errors import RequestError, SignatureError, UnsupportedMediaTypeError
+from berth.errors import SignatureError, UnsupportedMediaTypeError
 from berth.serving.codec import decode_json, json_values, media_type, relocate, require_object
+from berth.serving.protocols import sagemaker
 from berth.serving.slot import Prediction
+from berth.signature import Signature
 
 INPUT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-CSV_TYPES = {"text/csv", "application/csv"}
+CSV_TYPES = sagemaker.CSV_TYPES
 
 
-def decode(body: bytes, content_type: str | None) -> tuple[str, Any]:
+def decode(body: bytes, content_type: str | None, signature: Signature) -> tuple[str, Any]:
     kind = media_type(content_type)
     if kind in CSV_TYPES:
-        return "csv", _read_csv(body)
+        return "csv", sagemaker.read_csv(body, signature)
+    if kind in sagemaker.JSONLINES_TYPES:
+        return "jsonlines", sagemaker.read_jsonlines(body, signature)
     if kind and kind != "application/json":
         raise UnsupportedMediaTypeError(
-            f"expected Content-Type application/json or text/csv, got {kind}",
+            f"expected Content-Type application/json, text/csv or application/jsonlines, got {kind}",
             [{"loc": ["header", "content-type"], "msg": f"unsupported: {kind}"}])
     payload = require_object(decode_json(body, content_type))
     present = [key for key in INPUT_KEYS if key in payload]
@@ -55,15 +60,6 @@ def split_to_columns(split: Any) -> Any:
         raise SignatureError(f"dataframe_split: every row of 'data' needs {len(columns)} values",
                              [{"loc": ["body", "dataframe_split", "data"], "msg": "rows do not match columns"}])
     return {str(name): [row[i] for row in rows] for i, name in enumerate(columns)}
-
-
-def _read_csv(body: bytes) -> Any:
-    import pandas as pd
-
-    try:
-        return pd.read_csv(io.BytesIO(body))
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise RequestError(f"body is not a readable CSV table: {exc}", [{"loc": ["body"], "msg": str(exc)}]) from exc
 
 
 def located(error: SignatureError, key: str) -> SignatureError:

@@ -4,18 +4,25 @@ Inputs map onto the model's signature in one of two ways: a single tensor of sha
 ``[rows]`` for a one-column model, or the model's tensor shape), or one tensor per column, named after the
 column, of shape ``[rows]`` or ``[rows, 1]``. Outputs are ``predict`` (labels or values) and, when asked for
 in ``outputs``, ``predict_proba``; MLServer's scikit-learn runtime uses the same names.
+
+Tensors may also travel raw (the binary tensor data extension, :mod:`berth.serving.protocols.binary`); gRPC
+(:mod:`berth.serving.grpc`) decodes its messages into the same :class:`InferCall` and encodes the same outputs.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from starlette.responses import Response
 
 from berth.errors import RequestError, SignatureError
-from berth.serving.codec import require_object
+from berth.serving.codec import decode_json, require_object
+from berth.serving.protocols import binary
+from berth.serving.responses import json_response
 from berth.serving.slot import Prediction
 from berth.signature import Signature
 
@@ -27,13 +34,15 @@ DATATYPES = {
 NUMPY_TO_V2 = {v: k for k, v in DATATYPES.items() if k != "BYTES"}
 OUTPUTS = ("predict", "predict_proba")
 MAX_RANK = 32  # numpy's own limit is 64; no model input has more than a handful
+EXTENSIONS = [binary.EXTENSION]  # listed in server metadata (GET /v2, gRPC ServerMetadata)
 
 
 def datatype_of(dtype: str) -> str:
     return NUMPY_TO_V2.get(dtype, "BYTES")
 
 
-def _tensor(index: int, tensor: Any) -> tuple[str, np.ndarray]:
+def _tensor(index: int, tensor: Any, raw: bytes | None = None) -> tuple[str, np.ndarray]:
+    """One input tensor: from its JSON ``data``, or from ``raw`` contents (binary extension, gRPC)."""
     where = ["inputs", index]
     if not isinstance(tensor, dict):
         raise RequestError(f"input {index} must be an object", [{"loc": where, "msg": "expected an object"}])
@@ -52,10 +61,20 @@ def _tensor(index: int, tensor: Any) -> tuple[str, np.ndarray]:
         problems.append({"loc": [*where, "shape"], "msg": f"at most {MAX_RANK} dimensions, got {len(shape)}"})
     if datatype not in DATATYPES:
         problems.append({"loc": [*where, "datatype"], "msg": f"expected one of {', '.join(DATATYPES)}"})
-    if not isinstance(data, list):
+    if raw is None and not isinstance(data, list):
         problems.append({"loc": [*where, "data"], "msg": "expected a list"})
     if problems:
         raise RequestError(f"input {index}: " + "; ".join(f"{p['loc'][-1]}: {p['msg']}" for p in problems), problems)
+    if raw is not None:
+        if data is not None:
+            raise RequestError(f"input '{name}': give either data or binary_data_size, not both",
+                               [{"loc": [*where, "data"], "msg": "data and binary_data_size both given"}])
+        return name, binary.raw_to_array(raw, name, datatype, shape, [*where, "parameters", "binary_data_size"])
+    return name, values_to_array(data, name, datatype, shape, where)
+
+
+def values_to_array(data: list[Any], name: str, datatype: str, shape: list[int], where: list[Any]) -> np.ndarray:
+    """A tensor from nested or flat values; their count must match ``shape``."""
     array: np.ndarray
     try:
         array = np.array(data, dtype=DATATYPES[datatype]).reshape(-1) if datatype != "BYTES" else np.array(
@@ -67,7 +86,7 @@ def _tensor(index: int, tensor: Any) -> tuple[str, np.ndarray]:
     if array.size != expected:
         raise SignatureError(f"input '{name}': shape {shape} needs {expected} values, data has {array.size}",
                              [{"loc": [*where, "data"], "msg": f"expected {expected} values, got {array.size}"}])
-    return name, array.reshape(shape)
+    return array.reshape(shape)
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -82,22 +101,50 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def decode(body: Any, signature: Signature) -> tuple[Any, list[str], str]:
-    """Model input, the requested output names, and the request id."""
+@dataclass
+class InferCall:
+    """A decoded inference request: the model input, the outputs asked for, and how to send them back."""
+
+    data: Any
+    requested: list[str]
+    request_id: str
+    binary: dict[str, bool] = field(default_factory=dict)  # output name -> raw contents ("" = default)
+
+    @property
+    def probabilities(self) -> bool:
+        return "predict_proba" in self.requested
+
+    def is_binary(self, output: str) -> bool:
+        return self.binary.get(output, self.binary.get("", False))
+
+
+def decode(body: Any, signature: Signature, raws: list[bytes | None] | None = None) -> InferCall:
+    """Model input, the requested output names, and the request id; ``raws`` are binary input contents."""
     body = require_object(body)
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise RequestError("'inputs' must be a non-empty list of tensors",
                            [{"loc": ["inputs"], "msg": "expected a non-empty list"}])
-    tensors = [_tensor(i, t) for i, t in enumerate(inputs)]
-    requested = _requested_outputs(body.get("outputs"))
+    raws = raws or []
+    tensors = [_tensor(i, t, raws[i] if i < len(raws) else None) for i, t in enumerate(inputs)]
+    requested = requested_outputs(body.get("outputs"))
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise RequestError("'id' must be a string", [{"loc": ["id"], "msg": "expected a string"}])
-    return _to_model_input(tensors, signature), requested, str(request_id) if request_id else uuid.uuid4().hex
+    return InferCall(model_input(tensors, signature), requested,
+                     str(request_id) if request_id else uuid.uuid4().hex, binary.wants_binary(body))
 
 
-def _requested_outputs(outputs: Any) -> list[str]:
+def read(body: bytes, content_type: str | None, header_length: str | None, signature: Signature) -> InferCall:
+    """An HTTP inference request: JSON, or JSON followed by binary contents (``Inference-Header-Content-Length``)."""
+    if header_length is None:
+        return decode(decode_json(body, content_type), signature)
+    head, tail = binary.split_body(body, header_length)
+    payload = decode_json(head, None)
+    return decode(payload, signature, binary.binary_inputs(require_object(payload).get("inputs"), tail))
+
+
+def requested_outputs(outputs: Any) -> list[str]:
     if outputs is None:
         return ["predict"]
     if not isinstance(outputs, list):
@@ -110,7 +157,7 @@ def _requested_outputs(outputs: Any) -> list[str]:
     return [str(n) for n in names] or ["predict"]
 
 
-def _to_model_input(tensors: list[tuple[str, np.ndarray]], signature: Signature) -> Any:
+def model_input(tensors: list[tuple[str, np.ndarray]], signature: Signature) -> Any:
     names = signature.names
     if len(tensors) == 1 and tensors[0][0] not in names[1:]:
         name, array = tensors[0]
@@ -130,19 +177,44 @@ def _to_model_input(tensors: list[tuple[str, np.ndarray]], signature: Signature)
     return columns
 
 
-def encode(prediction: Prediction, requested: list[str], model: str, version: str,
-           request_id: str) -> dict[str, Any]:
-    outputs = []
+def output_tensors(prediction: Prediction, requested: list[str]) -> list[tuple[str, str, np.ndarray]]:
+    """(name, datatype, array) of each requested output."""
+    tensors = []
     for name in requested:
         array = prediction.predictions if name == "predict" else prediction.probabilities
         if array is None:
             raise RequestError("this model gives no class probabilities",
                                [{"loc": ["outputs"], "msg": "predict_proba is not available"}])
-        datatype = datatype_of(array.dtype.name) if array.dtype.kind != "U" else "BYTES"
-        outputs.append({"name": name, "shape": list(array.shape), "datatype": datatype,
-                        "data": array.reshape(-1).tolist()})
-    return {"model_name": model, "model_version": version, "id": request_id, "parameters": {},
-            "outputs": outputs}
+        datatype = datatype_of(array.dtype.name) if array.dtype.kind not in "USO" else "BYTES"
+        tensors.append((name, datatype, array))
+    return tensors
+
+
+def encode(prediction: Prediction, call: InferCall, model: str, version: str) -> tuple[dict[str, Any], list[bytes]]:
+    """The response's JSON part, and the raw contents of the outputs sent binary (in output order)."""
+    outputs, raws = [], []
+    for name, datatype, array in output_tensors(prediction, call.requested):
+        tensor: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype}
+        if call.is_binary(name):
+            raw = binary.array_to_raw(array, datatype)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            raws.append(raw)
+        else:
+            tensor["data"] = array.reshape(-1).tolist()
+        outputs.append(tensor)
+    header = {"model_name": model, "model_version": version, "id": call.request_id, "parameters": {},
+              "outputs": outputs}
+    return header, raws
+
+
+def respond(prediction: Prediction, call: InferCall, model: str, version: str) -> Response:
+    """JSON, or (when an output is binary) the JSON header followed by the raw contents."""
+    header, raws = encode(prediction, call, model, version)
+    if not raws:
+        return json_response(header)
+    body, length = binary.encode_response(header, raws)
+    return Response(body, media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(length)})
 
 
 def metadata(signature: Signature, model: str, version: str, flavor: str) -> dict[str, Any]:
