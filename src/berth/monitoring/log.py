@@ -19,7 +19,12 @@ column                 type                       meaning
 ``prediction``         float64 or string          the model's output (first output column)
 ``probabilities``      list<float64>              class probabilities, when the request asked for them
 ``coerced``            list<string>               features whose value was converted to the column type
+``shadow``             bool                       a candidate's answer to a copy of the request (not sent
+                                                  to the caller); absent in logs written before shadows
+``error``              string                     why a shadow call gave no answer (its prediction is null)
 =====================  =========================  ===================================================
+
+Readers treat a missing ``shadow`` column as false (:func:`served_rows`).
 """
 
 from __future__ import annotations
@@ -53,10 +58,13 @@ class PendingRecord:
     version: str
     request_id: str
     data: Any  # the decoded request input, already validated against the signature
-    predictions: np.ndarray
+    predictions: np.ndarray | None  # None for a failed shadow call (see ``error``)
     probabilities: np.ndarray | None
     latency_s: float
     source: Any  # the LoadedModel (its signature and manifest)
+    shadow: bool = False  # a candidate's answer to a copy of the request, not the answer the caller got
+    error: str | None = None  # why a shadow call has no answer
+    rows: int = 0  # input rows, for a record without predictions
 
 
 class PredictionLog:
@@ -177,9 +185,9 @@ def records_to_table(records: list[PendingRecord]) -> pa.Table:
     columns: dict[str, list[Any]] = {spec.name: [] for spec in specs}
     coerced: list[list[str]] = []
     times, versions, ids, row_index, latencies = [], [], [], [], []
-    predictions, probabilities = [], []
+    predictions, probabilities, shadows, errors = [], [], [], []
     for record in records:
-        n = len(record.predictions)
+        n = len(record.predictions) if record.predictions is not None else record.rows
         values = raw_columns(signature, record.data, n) if specs else None
         if specs and values is None:  # an unusual input shape: let the signature coerce it
             from berth.coercion import coerce
@@ -197,8 +205,13 @@ def records_to_table(records: list[PendingRecord]) -> pa.Table:
         ids.extend([record.request_id] * n)
         row_index.extend(range(n))
         latencies.extend([record.latency_s * 1000] * n)
-        output = np.asarray(record.predictions)
-        predictions.append(output.reshape(n, -1)[:, 0] if output.ndim > 1 else output)
+        shadows.extend([record.shadow] * n)
+        errors.extend([record.error] * n)
+        if record.predictions is None:
+            predictions.append(n)  # n missing outputs
+        else:
+            output = np.asarray(record.predictions)
+            predictions.append(output.reshape(n, -1)[:, 0] if output.ndim > 1 else output)
         probabilities.append(record.probabilities)
     arrays: dict[str, pa.Array] = {
         "time": pa.array((np.asarray(times) * 1e6).astype("int64"), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
@@ -209,10 +222,38 @@ def records_to_table(records: list[PendingRecord]) -> pa.Table:
     }
     for spec in specs:
         arrays[FEATURE_PREFIX + spec.name] = feature_array(spec, columns[spec.name])
-    arrays["prediction"] = output_array(np.concatenate(predictions) if predictions else np.array([]))
-    arrays["probabilities"] = probability_array(probabilities, [len(r.predictions) for r in records])
+    arrays["prediction"] = outputs_with_gaps(predictions)
+    arrays["probabilities"] = probability_array(probabilities, [len(r.predictions) if r.predictions is not None
+                                                                else r.rows for r in records])
     arrays["coerced"] = pa.array(coerced, pa.list_(pa.string()))
+    arrays["shadow"] = pa.array(shadows, pa.bool_())
+    arrays["error"] = pa.array(errors, pa.string())
     return pa.table(arrays)
+
+
+def outputs_with_gaps(parts: list[Any]) -> pa.Array:
+    """The outputs of every record, in order; an int in ``parts`` stands for that many missing outputs."""
+    present = [p for p in parts if not isinstance(p, int)]
+    values = output_array(np.concatenate(present) if present else np.array([]))
+    if len(present) == len(parts):
+        return values
+    pieces, start = [], 0
+    for part in parts:
+        if isinstance(part, int):
+            pieces.append(pa.nulls(part, values.type))
+        else:
+            pieces.append(values.slice(start, len(part)))
+            start += len(part)
+    return pa.concat_arrays(pieces) if pieces else values
+
+
+def served_rows(table: pa.Table) -> pa.Table:
+    """The rows of answers callers got: without shadow rows (a log written before shadows has none)."""
+    if "shadow" not in table.column_names or table.num_rows == 0:
+        return table
+    import pyarrow.compute as pc
+
+    return table.filter(pc.invert(pc.fill_null(table["shadow"], False)))
 
 
 def raw_columns(signature: Signature, data: Any, rows: int) -> dict[str, list[Any]] | None:

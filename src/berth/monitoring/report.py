@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from berth.errors import StorageError
 from berth.monitoring.drift import DriftConfig, dataset_drift, prediction_drift
+from berth.monitoring.log import served_rows
 from berth.monitoring.performance import bucket_size, performance
 from berth.monitoring.quality import data_quality
 from berth.monitoring.store import FEATURE_PREFIX, Store, utc
@@ -55,8 +56,9 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
     outputs = signature.get("outputs", {})
     classification = outputs.get("kind") == "classification"
     names = [FEATURE_PREFIX + f for f in reference.get("features", {})]
-    table = store.read(model, since, until, version=version,
-                       columns=["time", "version", "latency_ms", "prediction", *names, "coerced"])
+    table = served_rows(store.read(model, since, until, version=version,  # shadow rows: see compare
+                                   columns=["time", "version", "latency_ms", "prediction", *names, "coerced",
+                                            "shadow"]))
     rows = table.num_rows
     report: dict[str, Any] = {
         "model": model, "version": version, "versions": sorted(set(table["version"].to_pylist()))
@@ -117,9 +119,9 @@ def labelled_performance(store: Store, model: str, since: dt.datetime | None, un
     labels = store.feedback(model)
     if labels.num_rows == 0:
         return {"labelled": 0, "overall": None, "buckets": []}
-    logged = store.read(model, since, until, version=version,  # only labelled rows reach pandas
-                        columns=["time", "request_id", "row", "prediction", "probabilities"],
-                        request_ids=pc.unique(labels["request_id"]))
+    logged = served_rows(store.read(model, since, until, version=version,  # only labelled rows reach pandas
+                                    columns=["time", "request_id", "row", "prediction", "probabilities", "shadow"],
+                                    request_ids=pc.unique(labels["request_id"])))
     joined = logged.to_pandas().merge(labels.select(["request_id", "row", "label"]).to_pandas(),
                                       on=["request_id", "row"], how="inner")
     if "probabilities" in joined and joined["probabilities"].isna().any():
@@ -279,7 +281,7 @@ def drift_status(model: str, *, since: dt.datetime | None = None, store: Store |
         return None
     reference = info.get("reference") or {}
     names = [FEATURE_PREFIX + f for f in reference.get("features", {})]
-    table = store.read(model, since, None, columns=["time", "prediction", *names])
+    table = served_rows(store.read(model, since, None, columns=["time", "prediction", *names, "shadow"]))
     if table.num_rows == 0:
         return None
     frame = pd.DataFrame({name.removeprefix(FEATURE_PREFIX): table[name].to_pandas()

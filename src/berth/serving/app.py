@@ -25,6 +25,7 @@ from berth.serving.recording import Recorder
 from berth.serving.responses import error_response
 from berth.serving.rollout import AliasFollower
 from berth.serving.settings import ServeSettings
+from berth.serving.shadow import ShadowDispatcher
 from berth.source import registry_for
 from berth.version import version
 
@@ -47,6 +48,7 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
                       registry=registry_for(sources, registry, settings.registry_url))
     follower = AliasFollower(plane, settings.poll_interval_s)
     recorder = Recorder(settings, metrics)  # prediction log, request ids, drift gauges (monitoring)
+    shadows = ShadowDispatcher(settings, metrics, recorder)  # copies of answered requests to a shadow candidate
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,8 +58,10 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
         if not load_in_background:
             await loading
         await recorder.start(plane)
+        shadows.start()
         yield
         await follower.stop()
+        await shadows.stop()
         await plane.close()
         await recorder.stop()  # flushes the prediction log
 
@@ -66,7 +70,8 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
     app.state.plane = plane
     app.state.metrics = metrics
     app.state.recorder = recorder
-    served = Served(plane, metrics, recorder, version())
+    app.state.shadows = shadows
+    served = Served(plane, metrics, recorder, version(), shadows)
     hot_routes = add_prediction_routes(app, served, PREDICTION_ROUTES)
     platforms.add_routes(app, settings, served)  # Azure's /score; Vertex AI's routes when configured
     monitor_routes.install(app, plane, recorder)  # POST /feedback, /dashboard
@@ -89,7 +94,7 @@ def add_prediction_routes(app: FastAPI, served: Served, table: Sequence[Predicti
     """Register the rows of ``table`` with FastAPI; returns the ``POST`` routes for the fast path."""
     hot: list[tuple[str, Endpoint]] = []
     for row in table:
-        endpoint = served.endpoint(row.metric, row.handler, v2_errors=row.v2_errors)
+        endpoint = served.endpoint(row.metric, row.handler, v2_errors=row.v2_errors, choose=row.method == "POST")
         for path in row.paths:
             app.add_api_route(path, endpoint, methods=[row.method], tags=[row.tag], summary=row.summary,
                               openapi_extra=row.openapi_extra)

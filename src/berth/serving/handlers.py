@@ -24,9 +24,11 @@ from berth.serving.metrics import Metrics
 from berth.serving.protocols import mlflow, simple, v2
 from berth.serving.recording import Recorder
 from berth.serving.responses import error_response, json_response
+from berth.serving.shadow import ShadowDispatcher, ShadowJob
 from berth.serving.slot import SlotView
 
 Handler = Callable[[DataPlane, SlotView, Request], Awaitable[tuple[Any, int]]]
+ROUTE_KEY_HEADER = "x-berth-route-key"  # a caller's key: the same key always gets the same side of a canary
 
 # ---------------------------------------------------------------------------------------------- prediction
 
@@ -108,15 +110,18 @@ PREDICTION_ROUTES: tuple[PredictionRoute, ...] = (
 class Served:
     """The server's state a request needs (data plane, metrics, recorder), and the endpoints over it."""
 
-    def __init__(self, plane: DataPlane, metrics: Metrics, recorder: Recorder, version: str) -> None:
+    def __init__(self, plane: DataPlane, metrics: Metrics, recorder: Recorder, version: str,
+                 shadows: ShadowDispatcher) -> None:
         self.plane = plane
         self.metrics = metrics
         self.recorder = recorder
         self.version = version
+        self.shadows = shadows
 
-    def endpoint(self, route: str, handler: Handler, *, v2_errors: bool = False) -> Endpoint:
-        """``handler`` as an endpoint: resolve the model, time it, count it, render errors, add headers."""
-        plane, metrics, recorder = self.plane, self.metrics, self.recorder
+    def endpoint(self, route: str, handler: Handler, *, v2_errors: bool = False, choose: bool = True) -> Endpoint:
+        """``handler`` as an endpoint: resolve the model, choose the version (baseline or canary; ``choose`` is
+        false for metadata routes), time it, count it, render errors, add headers, hand a copy to the shadow."""
+        plane, metrics, recorder, shadows = self.plane, self.metrics, self.recorder, self.shadows
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
@@ -125,11 +130,12 @@ class Served:
             model, version, headers = name or "", "", {"x-request-id": request_id}
             metrics.in_flight.inc()
             slot: SlotView | None = None
+            wanted = request.path_params.get("version")
             try:
-                slot = plane.slot(name).pin()  # this request stays on this version, whatever swaps
+                # this request stays on the version chosen now, whatever swaps or weight changes follow
+                slot = plane.slot(name).pin(request.headers.get(ROUTE_KEY_HEADER), wanted, choose)
                 model, version = slot.name, slot.runner.version
                 headers = {"x-berth-model": model, "x-berth-model-version": version, "x-request-id": request_id}
-                wanted = request.path_params.get("version")
                 if wanted is not None and wanted != version:
                     raise ModelNotFoundError(f"model {model!r} has no version {wanted!r}; serving {version}")
                 payload, status = await handler(plane, slot, request)
@@ -145,6 +151,14 @@ class Served:
             metrics.latency.labels(route, model).observe(elapsed)
             if response.status_code < 400:
                 recorder.record(request, request_id, model, elapsed)
+            if slot is not None and slot.shadow is not None:
+                captured = getattr(request.state, "prediction", None) if response.status_code < 400 else None
+                if captured is None:
+                    slot.shadow.active -= 1
+                else:
+                    _, data, result = captured
+                    shadows.offer(ShadowJob(model, slot.shadow, request_id, data, result.probabilities is not None,
+                                            len(result.predictions)))
             return response
 
         return endpoint
