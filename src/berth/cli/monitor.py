@@ -203,3 +203,63 @@ def ui_command(
     sock = bind_socket(host, port, reuse_port=False)
     typer.echo(f"berth ui: http://{host}:{sock.getsockname()[1]}/dashboard over {store.root}", err=True)
     uvicorn.Server(uvicorn.Config(create_app(store), log_level="warning")).run(sockets=[sock])
+
+
+def resolve_version(name: str, given: str, registry_url: str | None, logged: dict[str, Any]) -> str:
+    """A version as logged: a number or digest as is; an alias of the registry (production) as its number."""
+    from berth.errors import BerthError, UsageError
+
+    if given.isdigit() or given in logged:
+        return given
+    try:
+        from berth.registry.store import Registry
+
+        with Registry(registry_url) as registry:
+            aliases = registry.aliases(name)
+    except BerthError as exc:
+        raise UsageError(f"{given!r} is neither a logged version of {name} nor an alias in the registry "
+                         f"({exc.message})") from None
+    if given not in aliases:
+        raise UsageError(f"{name} has no alias {given!r} (aliases: "
+                         f"{', '.join(f'{a} -> {v}' for a, v in aliases.items()) or 'none'}) and no logged "
+                         f"version {given!r}")
+    return str(aliases[given])
+
+
+@monitor_app.command("compare")
+def compare_command(
+    name: Name,
+    baseline: Annotated[str, typer.Option(help="The baseline: a version, or an alias of the registry.")]
+    = "production",
+    candidate: Annotated[str, typer.Option(help="The candidate: a version, or an alias of the registry.")]
+    = "candidate",
+    since: Since = "24h",
+    until: Until = None,
+    registry: Annotated[str | None, typer.Option(
+        "--registry", metavar="URL", help="The registry aliases resolve in (default $BERTH_REGISTRY_URL).")] = None,
+    html: Annotated[str | None, typer.Option("--html", metavar="FILE", help="Also write the comparison as an "
+                                                                             "HTML page.")] = None,
+    monitor_dir: MonitorDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON on stdout.")] = False,
+) -> None:
+    """Champion / challenger: the candidate against the baseline on the same window of live traffic."""
+    import json
+
+    from berth.monitoring.compare import compare, render_section, summary_lines
+
+    store = _store(monitor_dir)
+    logged = store.versions(name)
+    start, end = _window(since, until)
+    result = compare(name, resolve_version(name, baseline, registry, logged),
+                     resolve_version(name, candidate, registry, logged), since=start, until=end, store=store)
+    if html:
+        from berth.monitoring.report import STYLE
+
+        Path(html).write_text(f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>berth: "
+                              f"{name} comparison</title><style>{STYLE}</style></head><body>"
+                              f"{render_section(result)}</body></html>", encoding="utf-8")
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+        return
+    for line in summary_lines(result):
+        typer.echo(line)

@@ -89,8 +89,18 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
                                 else np.zeros(rows))
     report["performance"] = labelled_performance(store, model, since, until, version, classification,
                                                  outputs.get("classes"))
+    report["comparison"] = comparison(store, model, since, until, config) if version is None else None
     report["summary"] = summarize(report)
     return report
+
+
+def comparison(store: Store, model: str, since: dt.datetime | None, until: dt.datetime | None,
+               config: DriftConfig) -> dict[str, Any] | None:
+    """The champion / challenger comparison when the window holds a shadowed or canary candidate."""
+    from berth.monitoring.compare import compare, detect_pair
+
+    pair = detect_pair(store, model, since, until)
+    return compare(model, *pair, since=since, until=until, store=store, config=config) if pair else None
 
 
 def coerced_counts(table: pa.Table) -> dict[str, int]:
@@ -239,6 +249,10 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append(f"<h2>Traffic</h2><p>latency p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms, "
                      f"p99 {latency['p99']:.2f} ms</p>")
         parts.append("<figure id='traffic'>" + plots.traffic(report["traffic"]) + "</figure>")
+    if report.get("comparison"):
+        from berth.monitoring.compare import render_section
+
+        parts.append(render_section(report["comparison"]))
     parts.append("<details><summary>Report data (JSON)</summary><pre>"
                  + e(json.dumps(strip_plots(report), indent=1)) + "</pre></details></body></html>")
     return "\n".join(parts)
