@@ -31,7 +31,8 @@ def wrong(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def log_pair(store: Store, model: LoadedModel, *, base_ok: float, cand_ok: float, seed: int = 0,
-             shadow: bool = True, cand_errors: int = 0) -> tuple[list[str], np.ndarray]:
+             shadow: bool = True, cand_errors: int = 0, versions: tuple[str, str] = ("1", "2"),
+             prefix: str = "q") -> tuple[list[str], np.ndarray]:
     """N requests answered by version 1 with ``base_ok`` right, and the candidate (version 2) shadowing each
     with ``cand_ok`` right (or answering other requests, ``shadow=False``); returns ids and true labels."""
     rng = np.random.default_rng(seed)
@@ -41,14 +42,14 @@ def log_pair(store: Store, model: LoadedModel, *, base_ok: float, cand_ok: float
     cand = wrong(truth, rng.random(N) > cand_ok)
     log, now, ids = PredictionLog(store), time.time(), []
     for i in range(N):
-        rid = f"q{i}"
+        rid = f"{prefix}{i}"
         ids.append(rid)
         if shadow or i % 2 == 0:
-            log.offer(PendingRecord(now + i * 0.001, "iris", "1", rid, [rows[i].tolist()], base[i:i + 1], None,
+            log.offer(PendingRecord(now + i * 0.001, "iris", versions[0], rid, [rows[i].tolist()], base[i:i + 1], None,
                                     0.002, model))
         if shadow or i % 2 == 1:
             failed = i < cand_errors
-            log.offer(PendingRecord(now + i * 0.001 + 0.0005, "iris", "2", rid, [rows[i].tolist()],
+            log.offer(PendingRecord(now + i * 0.001 + 0.0005, "iris", versions[1], rid, [rows[i].tolist()],
                                     None if failed else cand[i:i + 1], None, 0.004, model, shadow=shadow,
                                     error="RuntimeError: broken" if failed else None, rows=1))
     log.flush()

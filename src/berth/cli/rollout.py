@@ -19,9 +19,14 @@ rollout_app = typer.Typer(name="rollout", no_args_is_help=True, add_completion=F
 Alias = Annotated[str, typer.Option("--alias", help="The alias whose servers take the candidate.")]
 
 
+EXIT_REFUSED = 3  # a requirement does not hold
+EXIT_INSUFFICIENT = 4  # too few labelled rows, or a required metric not measured
+
+
 def install(app: typer.Typer) -> None:
     """Add this module's commands to the ``berth`` app."""
     app.add_typer(rollout_app)
+    app.command("promote")(promote_command)
 
 
 def emit(value: Any) -> None:
@@ -88,3 +93,83 @@ def clear_command(name: Name, alias: Alias = "production", registry: RegistryUrl
         emit(cleared.to_dict())
         return
     say(f"cleared {name}@{alias}'s rollout ({cleared.describe()})")
+
+
+def promote_command(
+    name: Name,
+    candidate: Annotated[int, typer.Option("--candidate", help="The candidate version number.")],
+    to: Annotated[str, typer.Option("--to", help="The alias to move (its version is the baseline).")]
+    = "production",
+    require: Annotated[list[str] | None, typer.Option(
+        "--require", metavar="RULE", help="A requirement on the compared traffic, e.g. 'accuracy >= baseline - "
+        "0.01' or 'p99_ms <= 1.2 * baseline' (repeatable; see docs/rollouts.md).")] = None,
+    min_labels: Annotated[int, typer.Option(min=0, help="Labelled rows each version needs.")] = 0,
+    since: Annotated[str, typer.Option(help="The window of traffic compared: 15m, 24h, 7d, ...")] = "24h",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the verdict; move nothing.")] = False,
+    registry: RegistryUrl = None,
+    monitor_dir: Annotated[str | None, typer.Option(
+        "--monitor-dir", help="The monitoring directory (default $BERTH_MONITOR_DIR or $BERTH_HOME/monitoring).")]
+    = None,
+    as_json: AsJson = False,
+) -> None:
+    """Move an alias to a candidate only if every requirement holds on the compared live traffic.
+
+    Exit codes: 0 promoted (or, with --dry-run, would be); 3 refused, a requirement does not hold; 4 not enough
+    evidence (fewer labelled rows than --min-labels, or a required metric not measured); 2 usage error; 1 any
+    other failure. The evidence is printed and, on promotion, kept in the audit log (berth audit NAME).
+    """
+    import datetime as dt
+
+    from berth.monitoring.compare import compare
+    from berth.monitoring.gate import judge, parse
+    from berth.monitoring.store import Store, parse_duration
+
+    requirements = [parse(text) for text in require or []]
+    window = parse_duration(since)
+    with open_registry(registry) as store:
+        baseline = store.aliases(name).get(to)
+        if baseline is None:
+            from berth.errors import RegistryNotFoundError
+
+            raise RegistryNotFoundError(f"model {name!r} has no alias {to!r} to promote into")
+        store.get_version(name, candidate)
+        comparison = compare(name, str(baseline), str(candidate), since=dt.datetime.now(dt.UTC) - window,
+                             store=Store(monitor_dir))
+        verdict = judge(requirements, comparison, min_labels)
+        verdict.update(model=name, alias=to, since=since, dry_run=dry_run, promoted=False)
+        if verdict["verdict"] == "passed" and not dry_run:
+            store.promote(name, candidate, to, evidence=json.dumps(
+                {k: verdict[k] for k in ("requirements", "min_labels", "labelled", "test", "since")}, default=str))
+            verdict["promoted"] = True
+    if as_json:
+        emit(verdict)
+    else:
+        print_verdict(verdict)
+    if verdict["verdict"] == "refused":
+        raise typer.Exit(EXIT_REFUSED)
+    if verdict["verdict"] == "insufficient":
+        raise typer.Exit(EXIT_INSUFFICIENT)
+
+
+def print_verdict(verdict: dict[str, Any]) -> None:
+    def fmt(value: Any) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    say(f"{verdict['model']}: candidate version {verdict['candidate']} vs {verdict['alias']} (version "
+        f"{verdict['baseline']}) over the last {verdict['since']}; labelled rows: baseline "
+        f"{verdict['labelled']['baseline']:,}, candidate {verdict['labelled']['candidate']:,}")
+    for r in verdict["requirements"]:
+        say(f"  {'PASS' if r['holds'] else 'FAIL'} {r['requirement']}: candidate {fmt(r['candidate'])}, "
+            f"baseline {fmt(r['baseline'])}, threshold {fmt(r['threshold'])}")
+    for reason in verdict["insufficient"]:
+        say(f"  NOT ENOUGH EVIDENCE {reason}")
+    test = verdict["test"]
+    if test.get("test"):
+        say(f"  {test['metric']} difference {fmt(test['difference'])} ({test['test']}, p = {fmt(test['p_value'])})")
+    if verdict["promoted"]:
+        say(f"promoted: {verdict['model']}@{verdict['alias']} -> version {verdict['candidate']} "
+            f"(undo: berth rollback {verdict['model']} --alias {verdict['alias']})")
+    elif verdict["verdict"] == "passed":
+        say("dry run: every requirement holds; the alias was not moved")
+    else:
+        say(f"not promoted ({verdict['verdict']})")
