@@ -127,20 +127,36 @@ def check_command(
     monitor_dir: MonitorDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON on stdout (for scripts); "
                                                          "the exit code is the same.")] = False,
+    on_fail: Annotated[str | None, typer.Option(
+        "--on-fail", metavar="COMMAND", help="Run COMMAND when the check fails (e.g. retraining); its environment "
+        "names the model, version, what failed and the window's inputs and labels as Parquet (docs/rollouts.md).")
+    ] = None,
+    on_fail_timeout: Annotated[float, typer.Option(help="Longest run of the --on-fail command, seconds.")] = 3600,
 ) -> None:
     """Exit 1 when the window shows dataset drift or a performance drop past its threshold (for cron and CI)."""
     from berth.monitoring.report import build_report
     from berth.monitoring.thresholds import check
 
+    if on_fail is not None:
+        from berth.monitoring.on_fail import split_command
+
+        split_command(on_fail)  # a malformed command is refused before any work
     start, _ = _window(since, None)
-    report = build_report(name, since=start, version=version, store=_store(monitor_dir),
+    store = _store(monitor_dir)
+    report = build_report(name, since=start, version=version, store=store,
                           config=_config(drift_method, dataset_share, small_sample), bundle=bundle)
     problems, notes = check(report, metric=metric, max_drop=max_drop, minimum=minimum, min_labels=min_labels)
+    verdict = {"model": name, "ok": not problems, "rows": report["rows"], "since": since, "version": version,
+               "problems": problems, "notes": notes}
+    if problems and on_fail is not None:
+        from berth.monitoring.on_fail import run_on_fail
+
+        status = run_on_fail(on_fail, store=store, model=name, since=start, window=since, version=version,
+                             problems=problems, verdict=verdict, timeout_s=on_fail_timeout)
+        verdict["on_fail"] = {"command": on_fail, "exit_status": status}
     if as_json:
         import json
 
-        verdict = {"model": name, "ok": not problems, "rows": report["rows"], "since": since, "version": version,
-                   "problems": problems, "notes": notes}
         sys.stdout.write(json.dumps(verdict, indent=2, default=str) + "\n")
         if problems:
             raise typer.Exit(1)
@@ -150,6 +166,8 @@ def check_command(
     if problems:
         for problem in problems:
             typer.echo(f"FAIL {problem}")
+        if "on_fail" in verdict:
+            typer.echo(f"ran --on-fail {on_fail!r}: exit status {verdict['on_fail']['exit_status']}")
         raise typer.Exit(1)
     typer.echo(f"OK {name}: no dataset drift and no performance drop in {report['rows']:,} predictions")
 
