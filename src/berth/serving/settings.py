@@ -48,7 +48,8 @@ class ServeSettings(BaseSettings):
                         "the answer; its outputs are logged as shadow rows (see docs/rollouts.md).")
     shadow_queue_size: int = Field(1000, ge=1, le=1_000_000, description="Shadow calls waiting for the "
                                    "candidate; more are dropped and counted.")
-    shadow_concurrency: int = Field(16, ge=1, le=1024, description="Shadow calls in flight at once per worker.")
+    shadow_concurrency: int = Field(64, ge=1, le=1024, description="Shadow calls in flight at once per worker "
+                                    "(they batch like requests: 64 lets a candidate batch as the baseline does).")
     shadow_timeout_s: float = Field(2.0, gt=0, le=600, description="A shadow call unanswered after this is "
                                     "abandoned and counted as a timeout.")
     telemetry: bool = Field(False, description="FastAPI's OpenTelemetry traces and metrics, exported through the "
