@@ -161,8 +161,8 @@ def version_section(rows: pd.DataFrame, role: str, info: dict[str, Any], labels:
 
 def label_scores(joined: pd.DataFrame, classification: bool, info: dict[str, Any]) -> dict[str, Any]:
     if joined.empty:
-        names = ("accuracy", "f1", "roc_auc") if classification else ("mae", "rmse")
-        return {name: metric(None) for name in names}
+        empty = ("accuracy", "f1", "roc_auc") if classification else ("mae", "rmse")
+        return {name: metric(None) for name in empty}
     if classification:
         classes = (info.get("signature") or {}).get("outputs", {}).get("classes")
         names = [normalize_label(c) for c in classes] if classes else None

@@ -185,7 +185,10 @@ def records_to_table(records: list[PendingRecord]) -> pa.Table:
     columns: dict[str, list[Any]] = {spec.name: [] for spec in specs}
     coerced: list[list[str]] = []
     times, versions, ids, row_index, latencies = [], [], [], [], []
-    predictions, probabilities, shadows, errors = [], [], [], []
+    predictions: list[Any] = []  # arrays, or ints standing for that many missing outputs
+    probabilities: list[np.ndarray | None] = []
+    shadows: list[bool] = []
+    errors: list[str | None] = []
     for record in records:
         n = len(record.predictions) if record.predictions is not None else record.rows
         values = raw_columns(signature, record.data, n) if specs else None

@@ -443,7 +443,7 @@ class Registry:
     # ------------------------------------------------------------------ rollouts
 
     @staticmethod
-    def _rollout_query() -> sa.Select[Any]:
+    def _rollout_query() -> Any:  # a Select of (name, alias, version, canary, shadow, updated_at)
         return (sa.select(ModelRow.name, RolloutRow.alias, VersionRow.version, RolloutRow.canary_percent,
                           RolloutRow.shadow_share, RolloutRow.updated_at)
                 .join(ModelRow, ModelRow.id == RolloutRow.model_id)

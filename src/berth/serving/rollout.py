@@ -111,7 +111,8 @@ class AliasFollower:
             return False
         reused = next((r for r in slot.candidates() if r.version == str(target.version)), None)
         try:
-            runner = reused or await loop.run_in_executor(None, self._prepare, slot, target)
+            runner = reused if reused is not None else await loop.run_in_executor(None, self._prepare, slot,
+                                                                                    target)
         except Exception as exc:
             reason = exc.message if isinstance(exc, BerthError) else f"{type(exc).__name__}: {exc}"
             self.failures[slot.name] = _Failure(target.version, RETRY_POLLS)
