@@ -258,3 +258,23 @@ def test_unpack_of_anything_but_an_archive_is_one_line(tmp_path: Path, iris_fore
         assert result.exit_code == 1, result.output
         assert result.stderr.count("\n") == 1 and reason in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_import_pack_unpack_json(tmp_path: Path, iris_forest: RandomForestClassifier,
+                                 iris_forest_bundle: Path) -> None:
+    joblib.dump(iris_forest, tmp_path / "model.joblib")
+    imported = runner.invoke(app, ["import", str(tmp_path / "model.joblib"), "-o", str(tmp_path / "b"), "--trust",
+                                   "--name", "iris", "--json"])
+    assert imported.exit_code == 0, imported.output
+    report = json.loads(imported.stdout)
+    manifest = berth.inspect(tmp_path / "b")
+    assert report == {"source": str(tmp_path / "model.joblib"), "output": str(tmp_path / "b"), "name": "iris",
+                      "flavor": "sklearn", "format": "skops", "files": len(manifest.files),
+                      "content_digest": manifest.content_digest}
+    archive = tmp_path / "iris.berth"
+    packed = json.loads(runner.invoke(app, ["pack", str(iris_forest_bundle), "-o", str(archive), "--json"]).stdout)
+    unpacked = json.loads(runner.invoke(app, ["unpack", str(archive), "-o", str(tmp_path / "u"), "--json"]).stdout)
+    digest = berth.inspect(iris_forest_bundle).content_digest
+    assert (packed["output"], packed["content_digest"]) == (str(archive), digest)
+    assert (unpacked["archive"], unpacked["output"], unpacked["content_digest"]) == (
+        str(archive), str(tmp_path / "u"), digest)

@@ -61,7 +61,7 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["signature"] = self.signature.to_dict() if self.signature else None
-        return json_ready(data)  # type: ignore[no-any-return]
+        return json_ready(data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str) + "\n"

@@ -47,14 +47,16 @@ class LocalBundle:
 
 
 def registry_for(uris: Iterable[object], registry: Registry | None, url: str | None = None) -> Registry | None:
-    """For an entry point: the registry to pass down for ``uris`` (URIs, or objects with a ``uri`` attribute).
+    """For an entry point: the registry to pass down for ``uris`` (URIs, or sources with ``uri`` and
+    ``registry`` attributes, such as the server's ``ModelSource``).
 
-    The one given; else, only if one of ``uris`` names a registered model, the registry at ``url`` or, without
-    one, the registry the environment names (``BERTH_REGISTRY_URL``); else None (no SQLAlchemy imported).
+    The one given; else, only if one of ``uris`` names a registered model and brings no registry of its own, the
+    registry at ``url`` or, without one, the registry the environment names (``BERTH_REGISTRY_URL``); else None
+    (and SQLAlchemy stays unimported).
     """
     if registry is not None:
         return registry
-    if not any(is_model_uri(getattr(uri, "uri", uri)) for uri in uris):
+    if not any(is_model_uri(getattr(uri, "uri", uri)) and getattr(uri, "registry", None) is None for uri in uris):
         return None
     from berth.registry.store import default_registry
 

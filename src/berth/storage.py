@@ -54,7 +54,7 @@ def read_bytes(uri: str | os.PathLike[str]) -> bytes:
         if not is_remote(uri):
             return local_path(uri).read_bytes()
         fs, path = filesystem(str(uri))
-        return fs.cat_file(path)  # type: ignore[no-any-return]
+        return fs.cat_file(path)
     except FileNotFoundError as exc:
         raise StorageError(f"not found: {uri}") from exc
     except OSError as exc:

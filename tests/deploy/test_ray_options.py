@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 import berth
 from berth.cli import app
 from berth.deploy.distributed_batch import ModelSpec, predict_dataset
-from berth.deploy.ray_runtime import import_ray
-from berth.deploy.ray_serve import RayServeOptions, options_from_cli, parse_autoscale
+from berth.ray_runtime import import_ray
+from berth.serving.ray_serve import RayServeOptions, options_from_cli, parse_autoscale
 from tests.serving.conftest import IRIS_X
 
 

@@ -54,7 +54,8 @@ def ray_server(iris_bundle: Path) -> Iterator[ServerProcess]:
         leftovers = process_group(server.process.pid)
         if leftovers:  # never leave Ray's processes running on a 2-core machine, even when the test failed
             os.killpg(server.process.pid, signal.SIGKILL)
-        assert server.process.returncode == 0, server.output()
+        log = server.output()  # read and closed either way
+        assert server.process.returncode == 0, log
         assert not leftovers, f"processes left after SIGTERM: {leftovers}"
 
 

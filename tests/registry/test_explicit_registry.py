@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from berth.registry import Registry
 from berth.serving import create_app
 from berth.serving.settings import ServeSettings
 from tests.registry.conftest import MakeBundle
+
+with warnings.catch_warnings():  # starlette's TestClient warns about httpx when imported
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 ROW = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
 
@@ -67,6 +71,17 @@ def test_the_settings_registry_url_names_the_registry(own: Registry) -> None:
     with client(["models:/iris/2"], settings) as served:
         ready = served.get("/health/ready").json()
         assert ready["ready"] and ready["models"]["iris"]["version"] == "2", ready
+
+
+@pytest.mark.usefixtures("elsewhere")
+def test_a_source_may_bring_its_own_registry(own: Registry) -> None:
+    from berth.serving.dataplane import ModelSource
+
+    with client([ModelSource(uri="models:/iris@production", registry=own)]) as served:
+        ready = served.get("/health/ready").json()
+        assert ready["ready"] and ready["models"]["iris"]["version"] == "1", ready
+        plane = served.app.state.plane  # type: ignore[attr-defined]
+        assert plane.registry is None and plane.registry_of("iris") is own  # no default registry was opened
 
 
 def test_the_registry_url_setting_reads_the_registry_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 import berth
-from berth.deploy.ray_serve import RayServeOptions
 from berth.errors import UsageError
 from berth.serving import launch as launch_module
 from berth.serving.launch import Plan, RayRequest, plan
+from berth.serving.ray_serve import RayServeOptions
 
 
 def test_settings_given_and_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -155,12 +155,16 @@ def import_command(
         "--format", help="The payload format (default: the flavor's safe one: skops for scikit-learn).",
     )] = None,
     overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Turn a model file saved with joblib, pickle or ONNX into a bundle."""
     from berth.importer import import_model
 
     manifest = import_model(file, output, trust=trust, sample=sample, name=name, format=format,
                             overwrite=overwrite)
+    if as_json:
+        print_json({"source": file, **bundle_summary(output, manifest)})
+        return
     typer.echo(f"imported {file} as bundle {output!s}: {manifest.flavor} ({manifest.format}), "
                f"{files(len(manifest.files))}, {manifest.content_digest}")
 
@@ -223,11 +227,15 @@ def pack_command(
     bundle: Annotated[str, typer.Argument(help="The bundle directory (or URL) to pack.")],
     output: Annotated[str, typer.Option("--output", "-o", help="The archive to write, NAME.berth.")],
     overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Pack a verified bundle into one .berth file for transport."""
     from berth.packing import pack
 
     manifest = pack(bundle, output, overwrite=overwrite)
+    if as_json:
+        print_json({"bundle": bundle, **bundle_summary(output, manifest)})
+        return
     typer.echo(f"packed {manifest.name} ({files(len(manifest.files))}) into {output}")
 
 
@@ -236,11 +244,15 @@ def unpack_command(
     archive: Annotated[str, typer.Argument(help="The .berth file (or URL) to unpack.")],
     output: Annotated[str, typer.Option("--output", "-o", help="The bundle directory to write.")],
     overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Unpack a .berth file into a bundle directory, verifying every file."""
     from berth.packing import unpack
 
     manifest = unpack(archive, output, overwrite=overwrite)
+    if as_json:
+        print_json({"archive": archive, **bundle_summary(output, manifest)})
+        return
     typer.echo(f"unpacked {manifest.name} ({files(len(manifest.files))}) into {output}")
 
 
@@ -332,6 +344,12 @@ def print_json(value: Any) -> None:
     import json
 
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def bundle_summary(output: str, manifest: Any) -> dict[str, Any]:
+    """What ``--json`` of import, pack and unpack reports about the bundle written."""
+    return {"output": str(output), "name": manifest.name, "flavor": manifest.flavor, "format": manifest.format,
+            "files": len(manifest.files), "content_digest": manifest.content_digest}
 
 
 def files(count: int) -> str:

@@ -25,7 +25,7 @@ SHORT_SHA = 12
 class PlainWhenPiped(Console):
     """A console that prints tables as tab-separated text when its output is not a terminal."""
 
-    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def print(self, *objects: Any, **kwargs: Any) -> None:
         if self.is_terminal:
             super().print(*objects, **kwargs)
             return

@@ -64,7 +64,7 @@ class NetworkPredictor(Predictor):
         if not logits:
             return result
         shifted = np.exp(result - result.max(axis=-1, keepdims=True))
-        return shifted / shifted.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
+        return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def classification_options(options: dict[str, Any], default_output: str) -> dict[str, Any]:

@@ -336,7 +336,7 @@ class Registry:
                 self._model(session, name)
             return [AuditEvent.from_row(row) for row in reversed(rows)]
 
-    def _versions_query(self, name: str) -> sa.Select[tuple[VersionRow]]:
+    def _versions_query(self, name: str) -> sa.Select[VersionRow]:
         check_name(name)
         return (sa.select(VersionRow).options(defer(VersionRow.manifest))
                 .join(ModelRow, ModelRow.id == VersionRow.model_id).where(ModelRow.name == name))
@@ -374,7 +374,7 @@ class Registry:
             self._move_alias(s, model, alias, row)
             return ModelVersion.from_row(name, row)
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def remove_alias(self, name: str, alias: str) -> int:
         """Remove ``alias``; returns the version it pointed at."""
@@ -392,7 +392,7 @@ class Registry:
             self._audit(s, name, "alias.rm", old, key=alias, old=str(old))
             return old
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def rollback(self, name: str, alias: str = "production") -> ModelVersion:
         """Move ``alias`` back to the version it held before its last move (repeatable, like an undo stack)."""
@@ -420,7 +420,7 @@ class Registry:
             self._move_alias(s, model, alias, row, action="alias.rollback")
             return ModelVersion.from_row(name, row)
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def set_tags(self, name: str, version: int, tags: dict[str, str] | None = None,
                  remove: Iterable[str] = ()) -> ModelVersion:
@@ -438,7 +438,7 @@ class Registry:
             self._change_tags(s, name, row, tags, remove)
             return ModelVersion.from_row(name, row)
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     # ------------------------------------------------------------------ rollouts
 
@@ -609,7 +609,7 @@ class Registry:
 
         deleted, trash = self._write(action)
         self._finish_pending(trash)
-        return deleted  # type: ignore[no-any-return]
+        return deleted
 
     def delete_model(self, name: str, *, force: bool = False) -> list[int]:
         """Delete a model with every version and bundle; refused while it has aliases unless ``force``."""
@@ -630,7 +630,7 @@ class Registry:
 
         numbers, trash = self._write(action)
         self._finish_pending(trash)
-        return numbers  # type: ignore[no-any-return]
+        return numbers
 
     def _drop_aliases(self, s: Session, model: ModelRow, rows: list[VersionRow], force: bool) -> None:
         by_id = {row.id: row for row in rows}

@@ -1,7 +1,8 @@
 """Model URIs: ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``models:/NAME/latest``.
 
-Light on purpose (no SQLAlchemy): :func:`berth.load` and the server parse URIs before deciding whether the
-registry is involved at all.
+Light on purpose (no SQLAlchemy): :mod:`berth.source`, which turns every kind of model URI into a verified
+bundle, parses URIs here before deciding whether a registry is involved at all. ``SCHEME`` is the one definition
+of the ``models:/`` prefix.
 """
 
 from __future__ import annotations

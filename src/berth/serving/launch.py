@@ -28,14 +28,14 @@ from berth.serving import platforms
 from berth.serving.settings import ServeSettings
 
 if TYPE_CHECKING:
-    from berth.deploy.ray_serve import RayServeOptions
+    from berth.serving.ray_serve import RayServeOptions
 
 BACKENDS = ("local", "ray")
 
 
 @dataclass(frozen=True)
 class RayRequest:
-    """What was asked of the Ray backend, checked by :func:`berth.deploy.ray_serve.options_from_cli`."""
+    """What was asked of the Ray backend, checked by :func:`berth.serving.ray_serve.options_from_cli`."""
 
     backend: str = "local"
     replicas: int | None = None
@@ -106,7 +106,7 @@ def plan(sources: Sequence[Any], settings: Mapping[str, Any] | None = None, *, r
         raise UsageError(f"--backend is {' or '.join(BACKENDS)}, not {ray.backend!r}")
     if not ray.wanted:
         return Plan(texts, built)
-    from berth.deploy.ray_serve import options_from_cli
+    from berth.serving.ray_serve import options_from_cli
 
     options = options_from_cli(ray.backend, ray.replicas, ray.autoscale, ray.address, given.get("workers"))
     if not all(isinstance(s, str) for s in texts):
@@ -119,7 +119,7 @@ def launch(sources: Sequence[Any], settings: Mapping[str, Any] | None = None, *,
     """Serve until stopped (SIGTERM / Ctrl-C, then a graceful drain), as :func:`plan` decided."""
     checked = plan(sources, settings, ray=ray, environ=environ)
     if checked.ray is not None:
-        from berth.deploy import ray_serve
+        from berth.serving import ray_serve
 
         ray_serve.run(checked.sources, checked.settings, checked.ray)
         return

@@ -193,7 +193,7 @@ class AliasFollower:
         from berth.serving.slot import start_runner
 
         started = time.perf_counter()
-        model = load_source(f"models:/{target.name}/{target.version}", trust=self.plane.settings.trust,
+        model = load_source(target.uri, trust=self.plane.settings.trust,
                             registry=self.plane.registry_of(slot.name))
         if not self.plane.settings.allow_signature_change:
             check_compatible(slot.runner.signature, model.signature)

@@ -138,7 +138,7 @@ class BerthReplica:
         self.berth_app = create_app(self.sources, self.settings, load_in_background=False)
         replica = serve.get_replica_context().replica_id.unique_id
         self.berth_app.add_middleware(ReplicaHeaders, replica=replica)
-        return self.berth_app  # type: ignore[no-any-return]
+        return self.berth_app
 
     def check_health(self) -> None:
         """Ray's periodic health check: a replica whose models did not load is replaced."""
@@ -175,7 +175,6 @@ def deployment(sources: Sequence[str], settings: ServeSettings, options: RayServ
                                           "target_ongoing_requests": max(2, settings.max_batch_size // 4)}}
     ingress = serve.ingress()(BerthReplica)
     return serve.deployment(
-        ingress,
         name=options.name,
         # enough concurrent requests per replica for the batcher to form full batches
         max_ongoing_requests=max(100, 2 * settings.max_batch_size),
@@ -186,7 +185,7 @@ def deployment(sources: Sequence[str], settings: ServeSettings, options: RayServ
         health_check_period_s=5,
         max_constructor_retry_count=CONSTRUCTOR_RETRIES,
         **scaling,
-    ).bind(list(sources), settings.model_dump(mode="json"))
+    )(ingress).bind(list(sources), settings.model_dump(mode="json"))
 
 
 def absolute_sources(sources: Sequence[str]) -> list[str]:
@@ -198,7 +197,7 @@ def absolute_sources(sources: Sequence[str]) -> list[str]:
 def run(sources: Sequence[str], settings: ServeSettings, options: RayServeOptions,
         stop: threading.Event | None = None) -> None:
     """Deploy ``sources`` on Ray and serve until SIGTERM / Ctrl-C (or ``stop``); then remove the deployment."""
-    from berth.deploy.ray_runtime import import_ray, ray_instance
+    from berth.ray_runtime import import_ray, ray_instance
 
     import_ray()
     from ray import serve
@@ -212,7 +211,7 @@ def run(sources: Sequence[str], settings: ServeSettings, options: RayServeOption
             if ":" not in uri and not is_plain_model_file(uri):
                 inspect(uri)
     stop = stop or threading.Event()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     metrics_dir = os.path.join(tempfile.gettempdir(), f"berth-ray-metrics-{options.name}-{uuid.uuid4().hex[:8]}")
     cpus = max(os.cpu_count() or 1, int(options.most_replicas * options.replica_cpus + 0.999))
     try:
