@@ -515,7 +515,7 @@ class Registry:
             self._audit(s, name, "rollout.set", row.version, key=alias, old=old, new=record.describe())
             return record
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def clear_rollout(self, name: str, alias: str = "production") -> Rollout:
         """End the rollout beside ``alias`` (servers drop the candidate on their next poll); returns it."""
@@ -529,7 +529,7 @@ class Registry:
                 raise RegistryNotFoundError(f"model {name!r} has no rollout beside {alias!r}")
             return cleared
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def _clear_rollout(self, s: Session, model: ModelRow, alias: str,
                        action: str = "rollout.clear") -> Rollout | None:
@@ -561,7 +561,7 @@ class Registry:
                         new=evidence)
             return ModelVersion.from_row(name, row)
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def _move_alias(self, s: Session, model: ModelRow, alias: str, row: VersionRow,
                     action: str = "alias.set") -> None:
