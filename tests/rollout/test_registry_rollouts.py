@@ -108,8 +108,9 @@ def test_a_following_server_applies_rollouts_on_its_poll(iris_versions: Registry
         eventually(lambda: slot.canary is not None)
         loaded = slot.canary.runner
         registry.promote("iris", 3)
-        eventually(lambda: served_version(client) == "3")
+        eventually(lambda: slot.runner.version == "3")  # (a canary answer says "3" before the promotion too)
         assert slot.runner is loaded and not slot.candidates()
+        assert versions_answering(client, 30) == {"3": 30}
 
 
 def test_a_candidate_that_cannot_be_served_is_refused_and_reported(iris_versions: Registry,
