@@ -197,3 +197,24 @@ def test_a_full_shadow_queue_drops_and_counts(bundles: list[Path], tmp_path: Pat
         shadows = client.app.state.shadows
         assert shadows.counts["dropped"] >= 15
     assert sum(shadows.counts.values()) == 20  # every copy is accounted for, stopping included
+
+
+def test_a_failing_canary_is_logged_as_errors_of_its_version(bundles: list[Path], tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from berth.monitoring.compare import compare
+
+    bad = tmp_path / "iris-fail"
+    berth.save(Misbehaving(LogisticRegression(max_iter=500).fit(X, Y), "fail"), bad, sample=X.head(20), name="iris")
+    baseline, candidate = version_of(bundles[0]), version_of(bad)
+    with make_client([bundles[0]], canary=f"{bad}=50", trust=True, monitor_dir=str(tmp_path / "mon"),
+                     log_flush_interval_s=0.05) as client:
+        statuses = Counter((r.headers["x-berth-model-version"], r.status_code)
+                           for r in (client.post("/predict", json=BODY) for _ in range(80)))
+    assert set(statuses) == {(baseline, 200), (candidate, 500)}
+    store = Store(tmp_path / "mon")
+    result = compare("iris", baseline, candidate, store=store)
+    failed = statuses[(candidate, 500)]
+    assert result["versions"][candidate]["errors"] == failed and result["versions"][candidate]["error_rate"] == 1.0
+    assert result["versions"][baseline]["error_rate"] == 0.0
+    assert build_report("iris", store=store)["rows"] == statuses[(baseline, 200)]  # failed requests are not rows

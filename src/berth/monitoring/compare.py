@@ -5,7 +5,7 @@ under the request id of the baseline's answer). Labels (``berth monitor feedback
 both by (request id, row), so a shadowed request gives a *paired* comparison on the very same inputs.
 
 For each version: requests, rows, latency p50/p99 (of answers; of shadow calls when it only shadowed), error
-rate (of shadow calls; served errors are in ``berth_requests_total``), input and prediction drift against the
+rate (requests it failed with a 5xx, and failed shadow calls), input and prediction drift against the
 version's own reference, and on labelled rows accuracy / F1 / ROC AUC (classifiers) or MAE / RMSE (regressors)
 with 95 % confidence intervals: Wilson for accuracy, a seeded percentile bootstrap for the others.
 
@@ -126,21 +126,22 @@ def _numbers(series: pd.Series) -> np.ndarray:
 
 def version_section(rows: pd.DataFrame, role: str, info: dict[str, Any], labels: pd.DataFrame,
                     classification: bool, config: DriftConfig) -> dict[str, Any]:
-    served = rows[~rows["shadow"]]
+    served = rows[~rows["shadow"]]  # answered or failed (a 5xx) requests of this version
     shadowed = rows[rows["shadow"]]
-    timing = served if len(served) else shadowed
+    served_ok = served[served["error"].isna()]
+    timing = served_ok if len(served_ok) else shadowed[shadowed["error"].isna()]
     per_request = timing.drop_duplicates("request_id")["latency_ms"].to_numpy(dtype="float64")
-    errors = int(shadowed.drop_duplicates("request_id")["error"].notna().sum()) if len(shadowed) else 0
-    shadow_requests = int(shadowed["request_id"].nunique())
+    requests, shadow_requests = int(served["request_id"].nunique()), int(shadowed["request_id"].nunique())
+    errors = len(rows[rows["error"].notna()].drop_duplicates(["request_id", "shadow"]))
     answered = rows[rows["prediction"].notna()]
     section: dict[str, Any] = {
-        "role": role, "requests": int(served["request_id"].nunique()), "rows": len(served),
+        "role": role, "requests": requests, "rows": len(served_ok),
         "shadow_requests": shadow_requests,
         "latency_ms": {"p50": float(np.percentile(per_request, 50)) if len(per_request) else None,
                        "p99": float(np.percentile(per_request, 99)) if len(per_request) else None,
                        "of": "answers" if len(served) else "shadow calls"},
-        "errors": errors, "error_rate": errors / shadow_requests if shadow_requests else (0.0 if len(served)
-                                                                                          else None),
+        "errors": errors,
+        "error_rate": errors / (requests + shadow_requests) if requests + shadow_requests else None,
     }
     reference = info.get("reference") or {}
     names = [f for f in reference.get("features", {}) if FEATURE_PREFIX + f in answered.columns]
@@ -177,7 +178,8 @@ def label_scores(joined: pd.DataFrame, classification: bool, info: dict[str, Any
 
 def agreement(base: pd.DataFrame, cand: pd.DataFrame, classification: bool) -> dict[str, Any]:
     """How often the candidate's shadow answer matched the baseline's answer to the same request row."""
-    pairs = base[~base["shadow"]].merge(cand[cand["shadow"] & cand["prediction"].notna()], on=KEY,
+    pairs = base[~base["shadow"] & base["prediction"].notna()].merge(cand[cand["shadow"]
+                                                                          & cand["prediction"].notna()], on=KEY,
                                         suffixes=("_base", "_cand"))
     result: dict[str, Any] = {"pairs": len(pairs), "rate": None, "mean_abs_diff": None}
     if pairs.empty:

@@ -21,10 +21,12 @@ column                 type                       meaning
 ``coerced``            list<string>               features whose value was converted to the column type
 ``shadow``             bool                       a candidate's answer to a copy of the request (not sent
                                                   to the caller); absent in logs written before shadows
-``error``              string                     why a shadow call gave no answer (its prediction is null)
+``error``              string                     why a shadow call, or the answering version (a 5xx), gave no
+                                                  answer (its prediction and features are null)
 =====================  =========================  ===================================================
 
-Readers treat a missing ``shadow`` column as false (:func:`served_rows`).
+Readers of what callers got (:func:`served_rows`) skip shadow and error rows; a missing column reads as
+false / null.
 """
 
 from __future__ import annotations
@@ -195,13 +197,16 @@ def records_to_table(records: list[PendingRecord]) -> pa.Table:
     errors: list[str | None] = []
     for record in records:
         n = len(record.predictions) if record.predictions is not None else record.rows
-        values = raw_columns(signature, record.data, n) if specs else None
-        if specs and values is None:  # an unusual input shape: let the signature coerce it
+        values = raw_columns(signature, record.data, n) if specs and record.data is not None else None
+        if specs and record.data is None:  # a failed request: no input kept
+            values = {spec.name: [None] * n for spec in specs}
+            marks: list[list[str]] = [[] for _ in range(n)]
+        elif specs and values is None:  # an unusual input shape: let the signature coerce it
             from berth.coercion import coerce
 
             frame = coerce(signature, record.data, to="dataframe")
             values = {spec.name: frame[spec.name].tolist() for spec in specs}
-            marks: list[list[str]] = [[] for _ in range(n)]
+            marks = [[] for _ in range(n)]
         else:
             marks = coercions(specs, values or {}, n)
         for spec in specs:
@@ -255,12 +260,19 @@ def outputs_with_gaps(parts: list[Any]) -> pa.Array:
 
 
 def served_rows(table: pa.Table) -> pa.Table:
-    """The rows of answers callers got: without shadow rows (a log written before shadows has none)."""
-    if "shadow" not in table.column_names or table.num_rows == 0:
+    """The rows of answers callers got: without shadow rows and failed requests (a log written before these
+    columns existed has neither)."""
+    if table.num_rows == 0:
         return table
     import pyarrow.compute as pc
 
-    return table.filter(pc.invert(pc.fill_null(table["shadow"], False)))
+    keep = None
+    if "shadow" in table.column_names:
+        keep = pc.invert(pc.fill_null(table["shadow"], False))
+    if "error" in table.column_names:
+        answered = pc.is_null(table["error"])
+        keep = answered if keep is None else pc.and_(keep, answered)
+    return table if keep is None else table.filter(keep)
 
 
 def raw_columns(signature: Signature, data: Any, rows: int) -> dict[str, list[Any]] | None:

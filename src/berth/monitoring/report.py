@@ -58,7 +58,7 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
     names = [FEATURE_PREFIX + f for f in reference.get("features", {})]
     table = served_rows(store.read(model, since, until, version=version,  # shadow rows: see compare
                                    columns=["time", "version", "latency_ms", "prediction", *names, "coerced",
-                                            "shadow"]))
+                                            "shadow", "error"]))
     rows = table.num_rows
     report: dict[str, Any] = {
         "model": model, "version": version, "versions": sorted(set(table["version"].to_pylist()))
@@ -130,7 +130,8 @@ def labelled_performance(store: Store, model: str, since: dt.datetime | None, un
     if labels.num_rows == 0:
         return {"labelled": 0, "overall": None, "buckets": []}
     logged = served_rows(store.read(model, since, until, version=version,  # only labelled rows reach pandas
-                                    columns=["time", "request_id", "row", "prediction", "probabilities", "shadow"],
+                                    columns=["time", "request_id", "row", "prediction", "probabilities", "shadow",
+                                             "error"],
                                     request_ids=pc.unique(labels["request_id"])))
     joined = logged.to_pandas().merge(labels.select(["request_id", "row", "label"]).to_pandas(),
                                       on=["request_id", "row"], how="inner")
@@ -295,7 +296,8 @@ def drift_status(model: str, *, since: dt.datetime | None = None, store: Store |
         return None
     reference = info.get("reference") or {}
     names = [FEATURE_PREFIX + f for f in reference.get("features", {})]
-    table = served_rows(store.read(model, since, None, columns=["time", "prediction", *names, "shadow"]))
+    table = served_rows(store.read(model, since, None, columns=["time", "prediction", *names, "shadow",
+                                                                "error"]))
     if table.num_rows == 0:
         return None
     frame = pd.DataFrame({name.removeprefix(FEATURE_PREFIX): table[name].to_pandas()

@@ -28,6 +28,7 @@ from berth.serving.shadow import ShadowDispatcher, ShadowJob
 from berth.serving.slot import SlotView
 
 Handler = Callable[[DataPlane, SlotView, Request], Awaitable[tuple[Any, int]]]
+METADATA_ROUTES = ("/v2/metadata", "/v2/ready")  # failures of these are not a version's prediction errors
 ROUTE_KEY_HEADER = "x-berth-route-key"  # a caller's key: the same key always gets the same side of a canary
 
 # ---------------------------------------------------------------------------------------------- prediction
@@ -130,6 +131,7 @@ class Served:
             model, version, headers = name or "", "", {"x-request-id": request_id}
             metrics.in_flight.inc()
             slot: SlotView | None = None
+            failure: Exception | None = None
             wanted = request.path_params.get("version")
             try:
                 # this request stays on the version chosen now, whatever swaps or weight changes follow
@@ -142,6 +144,7 @@ class Served:
                 response = json_response(payload, status, headers)
             except Exception as exc:
                 response = error_response(exc, v2=v2_errors, headers=headers)
+                failure = exc
             finally:
                 metrics.in_flight.dec()
                 if slot is not None:
@@ -151,6 +154,8 @@ class Served:
             metrics.latency.labels(route, model).observe(elapsed)
             if response.status_code < 400:
                 recorder.record(request, request_id, model, elapsed)
+            elif response.status_code >= 500 and slot is not None and route not in METADATA_ROUTES:
+                recorder.record_error(slot.runner, request_id, model, elapsed, failure)  # the version failed
             if slot is not None and slot.shadow is not None:
                 captured = getattr(request.state, "prediction", None) if response.status_code < 400 else None
                 if captured is None:
