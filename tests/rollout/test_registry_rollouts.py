@@ -17,8 +17,6 @@ from tests.rollout.conftest import other_columns_bundle
 from tests.rollout.test_follow_alias import POLL_S, eventually, served_version
 from tests.serving.conftest import ROW, make_client
 
-pytest_plugins = ["tests.s3_fixture", "tests.postgres_fixture"]
-
 
 @pytest.mark.parametrize("backend", ["sqlite-file", "postgres-s3"], indirect=True)
 def test_rollouts_are_set_changed_cleared_and_audited(iris_versions: Registry) -> None:
