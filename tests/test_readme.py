@@ -31,7 +31,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 # command lines that are only checked for their options: they serve, open a UI, read logs that a server would
 # have written, or build wheels and images
-NOT_RUN = ("berth serve", "berth ui", "berth monitor", "berth build", "berth deploy",
+NOT_RUN = ("berth serve", "berth ui", "berth monitor", "berth promote", "berth build", "berth deploy",
            "berth predict models:/iris/3 --input data/")
 
 

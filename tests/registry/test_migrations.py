@@ -48,8 +48,8 @@ def test_a_fresh_database_is_migrated_on_first_use(database_url: str, tmp_path: 
     registry = Registry(database_url, tmp_path / "artifacts")
     assert registry.revision() is None
     assert registry.list_models() == []
-    assert registry.revision() == head_revision() == "0002"
-    assert registry.upgrade() == ("0002", "0002")
+    assert registry.revision() == head_revision() == "0003"
+    assert registry.upgrade() == ("0003", "0003")
 
 
 def test_a_database_at_the_first_revision_is_upgraded_with_its_rows(database_url: str, tmp_path: Path,
@@ -71,7 +71,7 @@ def test_a_database_at_the_first_revision_is_upgraded_with_its_rows(database_url
     assert registry.revision() == "0001"
     with pytest.raises(RegistrySchemaError, match="berth registry upgrade"):
         registry.list_models()
-    assert registry.upgrade() == ("0001", "0002")
+    assert registry.upgrade() == ("0001", "0003")
 
     assert [v.version for v in registry.versions("iris")] == [1, 3]
     assert registry.alias_version("iris", "production").version == 3  # type: ignore[union-attr]
@@ -80,6 +80,18 @@ def test_a_database_at_the_first_revision_is_upgraded_with_its_rows(database_url
     assert [(e.action, e.version, e.user) for e in backfilled] == [("register", 1, "ana"), ("register", 3, "ana")]
     assert registry.register(make_bundle(0), "iris").version == 4  # numbering continues, 2 is never reused
     assert registry.audit("iris")[-1].action == "register"
+    assert registry.rollouts("iris") == []  # 0003: an upgraded database has no rollouts yet
+
+
+def test_a_database_at_the_second_revision_gains_the_rollout_table(database_url: str, tmp_path: Path,
+                                                                   make_bundle: MakeBundle) -> None:
+    migrate_to(database_url, "0002")
+    old = Registry(database_url, tmp_path / "artifacts", auto_upgrade=False)
+    assert old.revision() == "0002"
+    assert old.upgrade() == ("0002", "0003")
+    old.register(make_bundle(0), "iris", aliases=["production"])
+    old.register(make_bundle(1), "iris")
+    assert old.set_rollout("iris", 2, canary=5).candidate == 2
 
 
 def test_the_cli_upgrades_an_old_database(tmp_path: Path) -> None:
@@ -91,9 +103,9 @@ def test_the_cli_upgrades_an_old_database(tmp_path: Path) -> None:
     migrate_to(url, "0001")
     done = CliRunner().invoke(app, ["registry", "upgrade", "--registry", url, "--json"])
     assert done.exit_code == 0, done.output
-    assert '"from": "0001"' in done.output and '"to": "0002"' in done.output
+    assert '"from": "0001"' in done.output and '"to": "0003"' in done.output
     again = CliRunner().invoke(app, ["registry", "upgrade", "--registry", url])
-    assert "is at the current schema (0002)" in again.output
+    assert "is at the current schema (0003)" in again.output
 
 
 def test_a_database_from_a_newer_berth_is_refused_untouched(database_url: str, tmp_path: Path) -> None:
@@ -126,6 +138,6 @@ def test_the_migration_scripts_ship_in_the_package() -> None:
     package = ROOT / "src/berth/registry"
     files = [p for p in MIGRATIONS.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     assert {p.name for p in files} >= {"env.py", "script.py.mako", "0001_models_versions_aliases.py",
-                                       "0002_audit_and_pending_artifacts.py"}
+                                       "0002_audit_and_pending_artifacts.py", "0003_rollouts.py"}
     for file in files:
         assert any(file.relative_to(package).match(pattern) for pattern in patterns), file

@@ -306,6 +306,12 @@ def serve_command(
         help="Share of answered requests recorded, 0 to 1 (default 1).")] = None,
     monitor_dir: Annotated[str | None, typer.Option(
         help="Where the prediction log goes (default $BERTH_HOME/monitoring).")] = None,
+    canary: Annotated[str | None, typer.Option(
+        metavar="URI=PERCENT", help="A candidate answering PERCENT % of the requests (sticky per "
+        "x-berth-route-key), e.g. models:/iris@candidate=10; see docs/rollouts.md.")] = None,
+    shadow: Annotated[str | None, typer.Option(
+        metavar="URI[=FRACTION]", help="A candidate also sent every request (or FRACTION of them) after the "
+        "answer; its outputs are logged as shadow rows, never returned.")] = None,
 ) -> None:
     """Serve models over HTTP: /predict, MLflow /invocations, Open Inference Protocol /v2, /metrics, /docs.
 
@@ -320,7 +326,7 @@ def serve_command(
              "protect_docs": protect_docs or None, "protect_metrics": protect_metrics or None,
              "poll_interval_s": poll_interval_s, "registry_url": registry,
              "batching": False if no_batching else None, "log_predictions": log_predictions,
-             "log_sample_rate": log_sample_rate, "monitor_dir": monitor_dir}
+             "log_sample_rate": log_sample_rate, "monitor_dir": monitor_dir, "canary": canary, "shadow": shadow}
     launch(uris, given, ray=RayRequest(backend, replicas, autoscale, address))
 
 
@@ -332,9 +338,9 @@ def version_command() -> None:
 
 def install_command_groups() -> None:
     """Add the commands that live in their own modules (registry, monitoring, deployment)."""
-    from berth.cli import deploy, monitor, registry
+    from berth.cli import deploy, monitor, registry, rollout
 
-    for module in (registry, monitor, deploy):
+    for module in (registry, rollout, monitor, deploy):
         module.install(app)
 
 

@@ -129,19 +129,35 @@ def check_command(
     monitor_dir: MonitorDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON on stdout (for scripts); "
                                                          "the exit code is the same.")] = False,
+    on_fail: Annotated[str | None, typer.Option(
+        "--on-fail", metavar="COMMAND", help="Run COMMAND when the check fails (e.g. retraining); its environment "
+        "names the model, version, what failed and the window's inputs and labels as Parquet (docs/rollouts.md).")
+    ] = None,
+    on_fail_timeout: Annotated[float, typer.Option(help="Longest run of the --on-fail command, seconds.")] = 3600,
 ) -> None:
     """Exit 1 when the window shows dataset drift or a performance drop past its threshold (for cron and CI)."""
     from berth.monitoring.report import build_report
     from berth.monitoring.thresholds import check
 
+    if on_fail is not None:
+        from berth.monitoring.on_fail import split_command
+
+        split_command(on_fail)  # a malformed command is refused before any work
     start, _ = _window(since, None)
-    report = build_report(name, since=start, version=version, store=_store(monitor_dir),
+    store = _store(monitor_dir)
+    report = build_report(name, since=start, version=version, store=store,
                           config=_config(drift_method, dataset_share, small_sample), bundle=bundle)
     problems, notes = check(report, metric=metric, max_drop=max_drop, minimum=minimum, min_labels=min_labels)
+    verdict = {"model": name, "ok": not problems, "rows": report["rows"], "since": since, "version": version,
+               "problems": problems, "notes": notes}
+    if problems and on_fail is not None:
+        from berth.monitoring.on_fail import run_on_fail
+
+        status = run_on_fail(on_fail, store=store, model=name, since=start, window=since, version=version,
+                             problems=problems, verdict=verdict, timeout_s=on_fail_timeout)
+        verdict["on_fail"] = {"command": on_fail, "exit_status": status}
     if as_json:
 
-        verdict = {"model": name, "ok": not problems, "rows": report["rows"], "since": since, "version": version,
-                   "problems": problems, "notes": notes}
         print_json(verdict)
         if problems:
             raise typer.Exit(1)
@@ -151,6 +167,8 @@ def check_command(
     if problems:
         for problem in problems:
             typer.echo(f"FAIL {problem}")
+        if "on_fail" in verdict:
+            typer.echo(f"ran --on-fail {on_fail!r}: exit status {verdict['on_fail']['exit_status']}")
         raise typer.Exit(1)
     typer.echo(f"OK {name}: no dataset drift and no performance drop in {report['rows']:,} predictions")
 
@@ -204,3 +222,63 @@ def ui_command(
     sock = bind_socket(host, port, reuse_port=False)
     typer.echo(f"berth ui: http://{host}:{sock.getsockname()[1]}/dashboard over {store.root}", err=True)
     uvicorn.Server(uvicorn.Config(create_app(store), log_level="warning")).run(sockets=[sock])
+
+
+def resolve_version(name: str, given: str, registry_url: str | None, logged: dict[str, Any]) -> str:
+    """A version as logged: a number or digest as is; an alias of the registry (production) as its number."""
+    from berth.errors import BerthError, UsageError
+
+    if given.isdigit() or given in logged:
+        return given
+    try:
+        from berth.registry.store import Registry
+
+        with Registry(registry_url) as registry:
+            aliases = registry.aliases(name)
+    except BerthError as exc:
+        raise UsageError(f"{given!r} is neither a logged version of {name} nor an alias in the registry "
+                         f"({exc.message})") from None
+    if given not in aliases:
+        raise UsageError(f"{name} has no alias {given!r} (aliases: "
+                         f"{', '.join(f'{a} -> {v}' for a, v in aliases.items()) or 'none'}) and no logged "
+                         f"version {given!r}")
+    return str(aliases[given])
+
+
+@monitor_app.command("compare")
+def compare_command(
+    name: Name,
+    baseline: Annotated[str, typer.Option(help="The baseline: a version, or an alias of the registry.")]
+    = "production",
+    candidate: Annotated[str, typer.Option(help="The candidate: a version, or an alias of the registry.")]
+    = "candidate",
+    since: Since = "24h",
+    until: Until = None,
+    registry: Annotated[str | None, typer.Option(
+        "--registry", metavar="URL", help="The registry aliases resolve in (default $BERTH_REGISTRY_URL).")] = None,
+    html: Annotated[str | None, typer.Option("--html", metavar="FILE", help="Also write the comparison as an "
+                                                                             "HTML page.")] = None,
+    monitor_dir: MonitorDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON on stdout.")] = False,
+) -> None:
+    """Champion / challenger: the candidate against the baseline on the same window of live traffic."""
+    import json
+
+    from berth.monitoring.compare import compare, render_section, summary_lines
+
+    store = _store(monitor_dir)
+    logged = store.versions(name)
+    start, end = _window(since, until)
+    result = compare(name, resolve_version(name, baseline, registry, logged),
+                     resolve_version(name, candidate, registry, logged), since=start, until=end, store=store)
+    if html:
+        from berth.monitoring.report import STYLE
+
+        Path(html).write_text(f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>berth: "
+                              f"{name} comparison</title><style>{STYLE}</style></head><body>"
+                              f"{render_section(result)}</body></html>", encoding="utf-8")
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+        return
+    for line in summary_lines(result):
+        typer.echo(line)

@@ -19,7 +19,14 @@ column                 type                       meaning
 ``prediction``         float64 or string          the model's output (first output column)
 ``probabilities``      list<float64>              class probabilities, when the request asked for them
 ``coerced``            list<string>               features whose value was converted to the column type
+``shadow``             bool                       a candidate's answer to a copy of the request (not sent
+                                                  to the caller); absent in logs written before shadows
+``error``              string                     why a shadow call, or the answering version (a 5xx), gave no
+                                                  answer (its prediction and features are null)
 =====================  =========================  ===================================================
+
+Readers of what callers got (:func:`served_rows`) skip shadow and error rows; a missing column reads as
+false / null.
 """
 
 from __future__ import annotations
@@ -53,10 +60,13 @@ class PendingRecord:
     version: str
     request_id: str
     data: Any  # the decoded request input, already validated against the signature
-    predictions: np.ndarray
+    predictions: np.ndarray | None  # None for a failed shadow call (see ``error``)
     probabilities: np.ndarray | None
     latency_s: float
     source: Any  # the LoadedModel (its signature and manifest)
+    shadow: bool = False  # a candidate's answer to a copy of the request, not the answer the caller got
+    error: str | None = None  # why a shadow call has no answer
+    rows: int = 0  # input rows, for a record without predictions
 
 
 class PredictionLog:
@@ -181,16 +191,22 @@ def records_to_table(records: list[PendingRecord]) -> pa.Table:
     ids: list[str] = []
     row_index: list[int] = []
     latencies: list[float] = []
-    predictions, probabilities = [], []
+    predictions: list[Any] = []  # arrays, or ints standing for that many missing outputs
+    probabilities: list[np.ndarray | None] = []
+    shadows: list[bool] = []
+    errors: list[str | None] = []
     for record in records:
-        n = len(record.predictions)
-        values = raw_columns(signature, record.data, n) if specs else None
-        if specs and values is None:  # an unusual input shape: let the signature coerce it
+        n = len(record.predictions) if record.predictions is not None else record.rows
+        values = raw_columns(signature, record.data, n) if specs and record.data is not None else None
+        if specs and record.data is None:  # a failed request: no input kept
+            values = {spec.name: [None] * n for spec in specs}
+            marks: list[list[str]] = [[] for _ in range(n)]
+        elif specs and values is None:  # an unusual input shape: let the signature coerce it
             from berth.coercion import coerce
 
             frame = coerce(signature, record.data, to="dataframe")
             values = {spec.name: frame[spec.name].tolist() for spec in specs}
-            marks: list[list[str]] = [[] for _ in range(n)]
+            marks = [[] for _ in range(n)]
         else:
             marks = coercions(specs, values or {}, n)
         for spec in specs:
@@ -201,8 +217,13 @@ def records_to_table(records: list[PendingRecord]) -> pa.Table:
         ids.extend([record.request_id] * n)
         row_index.extend(range(n))
         latencies.extend([record.latency_s * 1000] * n)
-        output = np.asarray(record.predictions)
-        predictions.append(output.reshape(n, -1)[:, 0] if output.ndim > 1 else output)
+        shadows.extend([record.shadow] * n)
+        errors.extend([record.error] * n)
+        if record.predictions is None:
+            predictions.append(n)  # n missing outputs
+        else:
+            output = np.asarray(record.predictions)
+            predictions.append(output.reshape(n, -1)[:, 0] if output.ndim > 1 else output)
         probabilities.append(record.probabilities)
     arrays: dict[str, pa.Array] = {
         "time": pa.array((np.asarray(times) * 1e6).astype("int64"), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
@@ -213,10 +234,45 @@ def records_to_table(records: list[PendingRecord]) -> pa.Table:
     }
     for spec in specs:
         arrays[FEATURE_PREFIX + spec.name] = feature_array(spec, columns[spec.name])
-    arrays["prediction"] = output_array(np.concatenate(predictions) if predictions else np.array([]))
-    arrays["probabilities"] = probability_array(probabilities, [len(r.predictions) for r in records])
+    arrays["prediction"] = outputs_with_gaps(predictions)
+    arrays["probabilities"] = probability_array(probabilities, [len(r.predictions) if r.predictions is not None
+                                                                else r.rows for r in records])
     arrays["coerced"] = pa.array(coerced, pa.list_(pa.string()))
+    arrays["shadow"] = pa.array(shadows, pa.bool_())
+    arrays["error"] = pa.array(errors, pa.string())
     return pa.table(arrays)
+
+
+def outputs_with_gaps(parts: list[Any]) -> pa.Array:
+    """The outputs of every record, in order; an int in ``parts`` stands for that many missing outputs."""
+    present = [p for p in parts if not isinstance(p, int)]
+    values = output_array(np.concatenate(present) if present else np.array([]))
+    if len(present) == len(parts):
+        return values
+    pieces, start = [], 0
+    for part in parts:
+        if isinstance(part, int):
+            pieces.append(pa.nulls(part, values.type))
+        else:
+            pieces.append(values.slice(start, len(part)))
+            start += len(part)
+    return pa.concat_arrays(pieces) if pieces else values
+
+
+def served_rows(table: pa.Table) -> pa.Table:
+    """The rows of answers callers got: without shadow rows and failed requests (a log written before these
+    columns existed has neither)."""
+    if table.num_rows == 0:
+        return table
+    import pyarrow.compute as pc
+
+    keep = None
+    if "shadow" in table.column_names:
+        keep = pc.invert(pc.fill_null(table["shadow"], False))
+    if "error" in table.column_names:
+        answered = pc.is_null(table["error"])
+        keep = answered if keep is None else pc.and_(keep, answered)
+    return table if keep is None else table.filter(keep)
 
 
 def raw_columns(signature: Signature, data: Any, rows: int) -> dict[str, list[Any]] | None:

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from berth.errors import StorageError
 from berth.monitoring.drift import DriftConfig, dataset_drift, prediction_drift
+from berth.monitoring.log import served_rows
 from berth.monitoring.performance import bucket_size, performance
 from berth.monitoring.quality import data_quality
 from berth.monitoring.store import FEATURE_PREFIX, Store, utc
@@ -55,8 +56,9 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
     outputs = signature.get("outputs", {})
     classification = outputs.get("kind") == "classification"
     names = [FEATURE_PREFIX + f for f in reference.get("features", {})]
-    table = store.read(model, since, until, version=version,
-                       columns=["time", "version", "latency_ms", "prediction", *names, "coerced"])
+    table = served_rows(store.read(model, since, until, version=version,  # shadow rows: see compare
+                                   columns=["time", "version", "latency_ms", "prediction", *names, "coerced",
+                                            "shadow", "error"]))
     rows = table.num_rows
     report: dict[str, Any] = {
         "model": model, "version": version, "versions": sorted(set(table["version"].to_pylist()))
@@ -87,8 +89,18 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
                                 else np.zeros(rows))
     report["performance"] = labelled_performance(store, model, since, until, version, classification,
                                                  outputs.get("classes"))
+    report["comparison"] = comparison(store, model, since, until, config) if version is None else None
     report["summary"] = summarize(report)
     return report
+
+
+def comparison(store: Store, model: str, since: dt.datetime | None, until: dt.datetime | None,
+               config: DriftConfig) -> dict[str, Any] | None:
+    """The champion / challenger comparison when the window holds a shadowed or canary candidate."""
+    from berth.monitoring.compare import compare, detect_pair
+
+    pair = detect_pair(store, model, since, until)
+    return compare(model, *pair, since=since, until=until, store=store, config=config) if pair else None
 
 
 def coerced_counts(table: pa.Table) -> dict[str, int]:
@@ -117,9 +129,10 @@ def labelled_performance(store: Store, model: str, since: dt.datetime | None, un
     labels = store.feedback(model)
     if labels.num_rows == 0:
         return {"labelled": 0, "overall": None, "buckets": []}
-    logged = store.read(model, since, until, version=version,  # only labelled rows reach pandas
-                        columns=["time", "request_id", "row", "prediction", "probabilities"],
-                        request_ids=pc.unique(labels["request_id"]))
+    logged = served_rows(store.read(model, since, until, version=version,  # only labelled rows reach pandas
+                                    columns=["time", "request_id", "row", "prediction", "probabilities", "shadow",
+                                             "error"],
+                                    request_ids=pc.unique(labels["request_id"])))
     joined = logged.to_pandas().merge(labels.select(["request_id", "row", "label"]).to_pandas(),
                                       on=["request_id", "row"], how="inner")
     if "probabilities" in joined and joined["probabilities"].isna().any():
@@ -237,6 +250,10 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append(f"<h2>Traffic</h2><p>latency p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms, "
                      f"p99 {latency['p99']:.2f} ms</p>")
         parts.append("<figure id='traffic'>" + plots.traffic(report["traffic"]) + "</figure>")
+    if report.get("comparison"):
+        from berth.monitoring.compare import render_section
+
+        parts.append(render_section(report["comparison"]))
     parts.append("<details><summary>Report data (JSON)</summary><pre>"
                  + e(json.dumps(strip_plots(report), indent=1)) + "</pre></details></body></html>")
     return "\n".join(parts)
@@ -279,7 +296,8 @@ def drift_status(model: str, *, since: dt.datetime | None = None, store: Store |
         return None
     reference = info.get("reference") or {}
     names = [FEATURE_PREFIX + f for f in reference.get("features", {})]
-    table = store.read(model, since, None, columns=["time", "prediction", *names])
+    table = served_rows(store.read(model, since, None, columns=["time", "prediction", *names, "shadow",
+                                                                "error"]))
     if table.num_rows == 0:
         return None
     frame = pd.DataFrame({name.removeprefix(FEATURE_PREFIX): table[name].to_pandas()

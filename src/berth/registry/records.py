@@ -78,9 +78,33 @@ class RegisteredModel:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """A candidate version beside the version ``alias`` names: it answers ``canary_percent`` % of the requests
+    and is sent a copy of ``shadow_share`` of the others (see docs/rollouts.md)."""
+
+    name: str
+    alias: str
+    candidate: int
+    canary_percent: float
+    shadow_share: float
+    updated_at: datetime
+
+    def describe(self) -> str:
+        parts = []
+        if self.canary_percent:
+            parts.append(f"canary {self.canary_percent:g}%")
+        if self.shadow_share:
+            parts.append(f"shadow {self.shadow_share:g}")
+        return f"version {self.candidate}: " + (", ".join(parts) or "idle")
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(self)
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     """One change to a model. ``action``: register, alias.set, alias.rm, alias.rollback, tag.set, tag.rm,
-    version.delete, model.delete. ``key`` is the alias or tag concerned."""
+    version.delete, model.delete, rollout.set, rollout.clear, promote. ``key`` is the alias or tag concerned."""
 
     id: int
     model: str

@@ -73,6 +73,19 @@ class AliasRow(Base):
     updated_at: Mapped[datetime]
 
 
+class RolloutRow(Base):
+    """A candidate version beside the one an alias names: a canary share (percent) and/or a shadow share."""
+
+    __tablename__ = "berth_rollouts"
+
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("berth_models.id", ondelete="CASCADE"), primary_key=True)
+    alias: Mapped[str] = mapped_column(sa.String(64), primary_key=True)  # the baseline's alias
+    version_id: Mapped[int] = mapped_column(sa.ForeignKey("berth_versions.id"))  # the candidate
+    canary_percent: Mapped[float] = mapped_column(sa.Float)
+    shadow_share: Mapped[float] = mapped_column(sa.Float)
+    updated_at: Mapped[datetime]
+
+
 class AuditRow(Base):
     """One change: register, alias move, tag change, delete; with old and new value, who and when."""
 

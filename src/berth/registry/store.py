@@ -25,8 +25,8 @@ from berth.errors import RegistryConflictError, RegistryError, RegistryNotFoundE
 from berth.manifest import Manifest
 from berth.registry import database
 from berth.registry.artifacts import ArtifactStore
-from berth.registry.records import AuditEvent, ModelVersion, RegisteredModel, utc
-from berth.registry.schema import AliasRow, AuditRow, ModelRow, PendingRow, VersionRow
+from berth.registry.records import AuditEvent, ModelVersion, RegisteredModel, Rollout, utc
+from berth.registry.schema import AliasRow, AuditRow, ModelRow, PendingRow, RolloutRow, VersionRow
 from berth.registry.uri import FORMS, ModelUri, check_alias, check_name, parse_model_uri
 from berth.source import open_bundle
 
@@ -267,6 +267,27 @@ class Registry:
                     raise database.database_error(error, self.url) from error
         raise AssertionError("unreachable")
 
+    def follow_state(self, name: str, alias: str) -> tuple[ModelVersion | None, Rollout | None]:
+        """Where ``alias`` points and the rollout beside it, in one round trip's worth of queries (the poll of
+        a server following the alias)."""
+        columns = [c for c in VersionRow.__table__.columns if c.name != "manifest"]
+        version_query = (sa.select(*columns).join(AliasRow, AliasRow.version_id == VersionRow.id)
+                         .join(ModelRow, ModelRow.id == AliasRow.model_id)
+                         .where(ModelRow.name == name, AliasRow.alias == alias))
+        rollout_query = self._rollout_query().where(ModelRow.name == name, RolloutRow.alias == alias)
+        self._ensure_schema()
+        for attempt in (1, 2):
+            try:
+                with self._poll_engine.connect() as connection:
+                    row = connection.execute(version_query).first()
+                    rollout = connection.execute(rollout_query).first()
+                return (ModelVersion.from_row(name, row) if row is not None else None,  # type: ignore[arg-type]
+                        self._rollout_record(rollout) if rollout is not None else None)
+            except sa.exc.DBAPIError as error:  # a server restart drops pooled connections: reconnect once
+                if attempt == 2 or not error.connection_invalidated:
+                    raise database.database_error(error, self.url) from error
+        raise AssertionError("unreachable")
+
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self._read() as session:
             row = session.scalar(self._versions_query(name).where(VersionRow.version == int(version)))
@@ -373,6 +394,7 @@ class Registry:
             if current is None:
                 raise RegistryNotFoundError(f"model {name!r} has no alias {alias!r}")
             old = s.get_one(VersionRow, current.version_id).version
+            self._clear_rollout(s, model, alias)  # a rollout beside an alias that is gone has no baseline
             s.delete(current)
             self._audit(s, name, "alias.rm", old, key=alias, old=str(old))
             return old
@@ -425,6 +447,129 @@ class Registry:
 
         return self._write(action)
 
+    # ------------------------------------------------------------------ rollouts
+
+    @staticmethod
+    def _rollout_query() -> Any:  # a Select of (name, alias, version, canary, shadow, updated_at)
+        return (sa.select(ModelRow.name, RolloutRow.alias, VersionRow.version, RolloutRow.canary_percent,
+                          RolloutRow.shadow_share, RolloutRow.updated_at)
+                .join(ModelRow, ModelRow.id == RolloutRow.model_id)
+                .join(VersionRow, VersionRow.id == RolloutRow.version_id))
+
+    @staticmethod
+    def _rollout_record(row: Any) -> Rollout:
+        return Rollout(name=row[0], alias=row[1], candidate=row[2], canary_percent=float(row[3]),
+                       shadow_share=float(row[4]), updated_at=utc(row[5]))
+
+    def rollout(self, name: str, alias: str = "production") -> Rollout | None:
+        """The rollout beside ``alias`` of ``name``, or None."""
+        check_name(name)
+        check_alias(alias)
+        with self._read() as session:
+            self._model(session, name)
+            row = session.execute(self._rollout_query().where(ModelRow.name == name,
+                                                              RolloutRow.alias == alias)).first()
+            return self._rollout_record(row) if row is not None else None
+
+    def rollouts(self, name: str) -> list[Rollout]:
+        """Every rollout of ``name`` (one per baseline alias)."""
+        check_name(name)
+        with self._read() as session:
+            self._model(session, name)
+            rows = session.execute(self._rollout_query().where(ModelRow.name == name)
+                                   .order_by(RolloutRow.alias)).all()
+            return [self._rollout_record(row) for row in rows]
+
+    def set_rollout(self, name: str, candidate: int, *, alias: str = "production", canary: float = 0.0,
+                    shadow: float = 0.0) -> Rollout:
+        """Put version ``candidate`` beside ``alias``: answering ``canary`` % of the requests and/or shadowing
+        ``shadow`` (a fraction) of the others. Servers following ``models:/NAME@ALIAS`` pick it up on their next
+        poll. Audited (``rollout.set``, with the old and new state)."""
+        import math
+
+        check_name(name)
+        check_alias(alias)
+        if not (math.isfinite(canary) and 0 <= canary <= 100):
+            raise RegistryError(f"the canary share is a percentage from 0 to 100, not {canary:g}")
+        if not (math.isfinite(shadow) and 0 <= shadow <= 1):
+            raise RegistryError(f"the shadow share is a fraction from 0 to 1, not {shadow:g}")
+        if canary == 0 and shadow == 0:
+            raise RegistryError("a rollout needs a canary share above 0 or a shadow share above 0 (to stop one, "
+                                "clear it)")
+
+        def action(s: Session) -> Rollout:
+            model = self._model(s, name, lock=True)
+            row = self._version_row(s, model, candidate)
+            current = s.get(AliasRow, (model.id, alias))
+            if current is None:
+                self._raise_missing(name, f"alias {alias!r}", s)
+            if current.version_id == row.id:
+                raise RegistryConflictError(f"{name}@{alias} already is version {candidate}: a candidate must be "
+                                            "another version")
+            existing = s.get(RolloutRow, (model.id, alias))
+            old, moment = None, now()
+            if existing is None:
+                existing = RolloutRow(model_id=model.id, alias=alias, version_id=row.id, canary_percent=canary,
+                                      shadow_share=shadow, updated_at=moment)
+                s.add(existing)
+            else:
+                old_version = s.get_one(VersionRow, existing.version_id).version
+                old = Rollout(name, alias, old_version, existing.canary_percent, existing.shadow_share,
+                              utc(existing.updated_at)).describe()
+                existing.version_id, existing.canary_percent, existing.shadow_share = row.id, canary, shadow
+                existing.updated_at = moment
+            record = Rollout(name, alias, row.version, float(canary), float(shadow), moment)
+            self._audit(s, name, "rollout.set", row.version, key=alias, old=old, new=record.describe())
+            return record
+
+        return self._write(action)
+
+    def clear_rollout(self, name: str, alias: str = "production") -> Rollout:
+        """End the rollout beside ``alias`` (servers drop the candidate on their next poll); returns it."""
+        check_name(name)
+        check_alias(alias)
+
+        def action(s: Session) -> Rollout:
+            model = self._model(s, name, lock=True)
+            cleared = self._clear_rollout(s, model, alias)
+            if cleared is None:
+                raise RegistryNotFoundError(f"model {name!r} has no rollout beside {alias!r}")
+            return cleared
+
+        return self._write(action)
+
+    def _clear_rollout(self, s: Session, model: ModelRow, alias: str,
+                       action: str = "rollout.clear") -> Rollout | None:
+        existing = s.get(RolloutRow, (model.id, alias))
+        if existing is None:
+            return None
+        version = s.get_one(VersionRow, existing.version_id).version
+        record = Rollout(model.name, alias, version, existing.canary_percent, existing.shadow_share,
+                         utc(existing.updated_at))
+        s.delete(existing)
+        self._audit(s, model.name, action, version, key=alias, old=record.describe())
+        return record
+
+    def promote(self, name: str, candidate: int, alias: str = "production",
+                evidence: str | None = None) -> ModelVersion:
+        """Move ``alias`` to ``candidate`` and end the rollout beside it, in one transaction; ``evidence`` (the
+        gate's verdict, as JSON) is kept in the audit log (``promote``). ``berth rollback`` undoes it."""
+        check_name(name)
+        check_alias(alias)
+
+        def action(s: Session) -> ModelVersion:
+            model = self._model(s, name, lock=True)
+            row = self._version_row(s, model, candidate)
+            current = s.get(AliasRow, (model.id, alias))
+            old = s.get_one(VersionRow, current.version_id).version if current is not None else None
+            self._clear_rollout(s, model, alias)
+            self._move_alias(s, model, alias, row)
+            self._audit(s, name, "promote", row.version, key=alias, old=None if old is None else str(old),
+                        new=evidence)
+            return ModelVersion.from_row(name, row)
+
+        return self._write(action)
+
     def _move_alias(self, s: Session, model: ModelRow, alias: str, row: VersionRow,
                     action: str = "alias.set") -> None:
         current = s.get(AliasRow, (model.id, alias))
@@ -438,6 +583,9 @@ class Registry:
             current.updated_at = now()
         self._audit(s, model.name, action, row.version, key=alias, old=None if old is None else str(old),
                     new=str(row.version))
+        rollout = s.get(RolloutRow, (model.id, alias))
+        if rollout is not None and rollout.version_id == row.id:  # the candidate took over: its rollout is over
+            self._clear_rollout(s, model, alias)
 
     def _change_tags(self, s: Session, name: str, row: VersionRow, tags: dict[str, str],
                      remove: Iterable[str]) -> None:
@@ -493,6 +641,14 @@ class Registry:
 
     def _drop_aliases(self, s: Session, model: ModelRow, rows: list[VersionRow], force: bool) -> None:
         by_id = {row.id: row for row in rows}
+        candidates = list(s.scalars(sa.select(RolloutRow).where(RolloutRow.model_id == model.id,
+                                                                RolloutRow.version_id.in_(by_id))))
+        if candidates and not force:
+            described = ", ".join(f"version {by_id[r.version_id].version} beside {r.alias}" for r in candidates)
+            raise RegistryConflictError(f"a rollout uses what would be deleted ({described}); clear it first "
+                                        "(berth rollout clear), or pass force=True (--force)")
+        for rollout in candidates:
+            self._clear_rollout(s, model, rollout.alias)
         held = list(s.scalars(sa.select(AliasRow).where(AliasRow.model_id == model.id,
                                                         AliasRow.version_id.in_(by_id))))
         if held and not force:
@@ -501,6 +657,7 @@ class Registry:
                                         "them first, or pass force=True (--force) to remove them too")
         for alias in held:
             version = by_id[alias.version_id].version
+            self._clear_rollout(s, model, alias.alias)
             s.delete(alias)
             self._audit(s, model.name, "alias.rm", version, key=alias.alias, old=str(version))
         s.flush()

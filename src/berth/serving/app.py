@@ -26,6 +26,7 @@ from berth.serving.recording import Recorder
 from berth.serving.responses import error_response
 from berth.serving.rollout import AliasFollower
 from berth.serving.settings import ServeSettings
+from berth.serving.shadow import ShadowDispatcher
 from berth.version import version
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
                       registry=registry_for(served_sources, registry, settings.registry_url))
     follower = AliasFollower(plane, settings.poll_interval_s)
     recorder = Recorder(settings, metrics)  # prediction log, request ids, drift gauges (monitoring)
+    shadows = ShadowDispatcher(settings, metrics, recorder)  # copies of answered requests to a shadow candidate
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +59,7 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
         if not load_in_background:
             await loading
         await recorder.start(plane)
+        shadows.start()
         grpc_server = None
         if settings.grpc_port is not None:  # the Open Inference Protocol over gRPC, in this event loop
             grpc_server, app.state.grpc_port = await grpc.start(plane, metrics, recorder, settings)
@@ -64,6 +67,7 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
         if grpc_server is not None:
             await grpc_server.stop(settings.graceful_timeout_s)
         await follower.stop()
+        await shadows.stop()
         await plane.close()
         await recorder.stop()  # flushes the prediction log
 
@@ -73,7 +77,8 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
     app.state.plane = plane
     app.state.metrics = metrics
     app.state.recorder = recorder
-    served = Served(plane, metrics, recorder, version())
+    app.state.shadows = shadows
+    served = Served(plane, metrics, recorder, version(), shadows)
     hot_routes = add_prediction_routes(app, served, PREDICTION_ROUTES, auth=bool(settings.api_keys))
     platforms.add_routes(app, settings, served)  # Azure's /score; Vertex AI's routes when configured
     monitor_routes.install(app, plane, recorder)  # POST /feedback, /dashboard
@@ -101,7 +106,7 @@ def add_prediction_routes(app: FastAPI, served: Served, table: Sequence[Predicti
     """
     hot: list[tuple[str, Endpoint]] = []
     for row in table:
-        endpoint = served.endpoint(row.metric, row.handler, v2_errors=row.v2_errors)
+        endpoint = served.endpoint(row.metric, row.handler, v2_errors=row.v2_errors, choose=row.method == "POST")
         codes = openapi.PREDICTION_ERRORS if row.method == "POST" else openapi.READ_ERRORS
         responses = openapi.error_responses(codes, v2=row.v2_errors, auth=auth)
         for path in row.paths:

@@ -84,8 +84,15 @@ def slot_state(slot: ModelSlot) -> dict[str, Any]:
     state: dict[str, Any] = {"ready": slot.ready, "version": slot.runner.version}
     if slot.follows is not None:
         state["follows"] = str(slot.follows)
-    if slot.problem:
-        state["problem"] = slot.problem
+    if slot.canary is not None:
+        state["canary"] = {"version": slot.canary.runner.version, "percent": slot.canary.share,
+                           "source": slot.canary.source}
+    if slot.shadow is not None:
+        state["shadow"] = {"version": slot.shadow.runner.version, "share": slot.shadow.share,
+                           "source": slot.shadow.source}
+    problems = [p for p in (slot.problem, slot.rollout_problem) if p]
+    if problems:
+        state["problem"] = "; ".join(problems)
     return state
 
 
@@ -142,6 +149,10 @@ class DataPlane:
                 message = exc.message if isinstance(exc, BerthError) else f"{type(exc).__name__}: {exc}"
                 self.problems[source.describe()] = message
                 log.error("cannot serve %s: %s", source.describe(), message)
+        if self.slots:
+            from berth.serving.arms import load_flag_arms
+
+            load_flag_arms(self)
         settle_heap()
         self.loading_done = True
         fatal = self.fatal_problems()
@@ -222,4 +233,5 @@ class DataPlane:
 
     async def close(self) -> None:
         for slot in self.slots.values():
-            await slot.runner.close()
+            for runner in [slot.runner, *slot.candidates()]:
+                await runner.close()

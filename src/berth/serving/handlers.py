@@ -24,9 +24,12 @@ from berth.serving.metrics import UNKNOWN, Metrics
 from berth.serving.protocols import binary, kserve_v1, mlflow, sagemaker, simple, v2
 from berth.serving.recording import Recorder
 from berth.serving.responses import error_response, json_response
+from berth.serving.shadow import ShadowDispatcher, ShadowJob
 from berth.serving.slot import SlotView
 
 Handler = Callable[[DataPlane, SlotView, Request], Awaitable[tuple[Any, int]]]
+METADATA_ROUTES = ("/v2/metadata", "/v2/ready")  # failures of these are not a version's prediction errors
+ROUTE_KEY_HEADER = "x-berth-route-key"  # a caller's key: the same key always gets the same side of a canary
 
 # ---------------------------------------------------------------------------------------------- prediction
 
@@ -125,15 +128,18 @@ PREDICTION_ROUTES: tuple[PredictionRoute, ...] = (
 class Served:
     """The server's state a request needs (data plane, metrics, recorder), and the endpoints over it."""
 
-    def __init__(self, plane: DataPlane, metrics: Metrics, recorder: Recorder, version: str) -> None:
+    def __init__(self, plane: DataPlane, metrics: Metrics, recorder: Recorder, version: str,
+                 shadows: ShadowDispatcher) -> None:
         self.plane = plane
         self.metrics = metrics
         self.recorder = recorder
         self.version = version
+        self.shadows = shadows
 
-    def endpoint(self, route: str, handler: Handler, *, v2_errors: bool = False) -> Endpoint:
-        """``handler`` as an endpoint: resolve the model, time it, count it, render errors, add headers."""
-        plane, metrics, recorder = self.plane, self.metrics, self.recorder
+    def endpoint(self, route: str, handler: Handler, *, v2_errors: bool = False, choose: bool = True) -> Endpoint:
+        """``handler`` as an endpoint: resolve the model, choose the version (baseline or canary; ``choose`` is
+        false for metadata routes), time it, count it, render errors, add headers, hand a copy to the shadow."""
+        plane, metrics, recorder, shadows = self.plane, self.metrics, self.recorder, self.shadows
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
@@ -144,11 +150,13 @@ class Served:
             version, headers = "", {"x-request-id": request_id}
             metrics.in_flight.inc()
             slot: SlotView | None = None
+            failure: Exception | None = None
+            wanted = request.path_params.get("version")
             try:
-                slot = plane.slot(name).pin()  # this request stays on this version, whatever swaps
+                # this request stays on the version chosen now, whatever swaps or weight changes follow
+                slot = plane.slot(name).pin(request.headers.get(ROUTE_KEY_HEADER), wanted, choose)
                 model, version = slot.name, slot.runner.version
                 headers = {"x-berth-model": model, "x-berth-model-version": version, "x-request-id": request_id}
-                wanted = request.path_params.get("version")
                 if wanted is not None and wanted != version:
                     raise ModelNotFoundError(f"model {model!r} has no version {wanted!r}; serving {version}")
                 payload, status = await handler(plane, slot, request)
@@ -159,6 +167,7 @@ class Served:
                     response = json_response(payload, status, headers)
             except Exception as exc:
                 response = error_response(exc, v2=v2_errors, headers=headers)
+                failure = exc
             finally:
                 metrics.in_flight.dec()
                 if slot is not None:
@@ -168,6 +177,16 @@ class Served:
             metrics.latency.labels(route, model).observe(elapsed)
             if response.status_code < 400:
                 recorder.record(request, request_id, model, elapsed)
+            elif response.status_code >= 500 and slot is not None and route not in METADATA_ROUTES:
+                recorder.record_error(slot.runner, request_id, model, elapsed, failure)  # the version failed
+            if slot is not None and slot.shadow is not None:
+                captured = getattr(request.state, "prediction", None) if response.status_code < 400 else None
+                if captured is None:
+                    slot.shadow.active -= 1
+                else:
+                    _, data, result = captured
+                    shadows.offer(ShadowJob(model, slot.shadow, request_id, data, result.probabilities is not None,
+                                            len(result.predictions)))
             return response
 
         return endpoint

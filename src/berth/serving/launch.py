@@ -71,6 +71,15 @@ def build_settings(given: Mapping[str, Any]) -> ServeSettings:
         raise UsageError("invalid server settings: " + "; ".join(problems)) from None
 
 
+def check_arms(settings: ServeSettings) -> None:
+    """Refuse a malformed ``--canary`` / ``--shadow`` before anything loads."""
+    from berth.serving.arms import parse_spec
+
+    for kind in ("canary", "shadow"):
+        if getattr(settings, kind):
+            parse_spec(getattr(settings, kind), kind)
+
+
 def missing_paths(sources: Sequence[Any]) -> list[str]:
     """The sources that name a local path that does not exist (URLs and ``models:/`` URIs are not checked)."""
     uris = [split_named(source)[1] if isinstance(source, str) else str(source) for source in sources
@@ -83,6 +92,7 @@ def plan(sources: Sequence[Any], settings: Mapping[str, Any] | None = None, *, r
     """Check a launch without starting anything; see the module's docstring for the steps."""
     given = {key: value for key, value in (settings or {}).items() if value is not None}
     built = build_settings(given)
+    check_arms(built)
     texts = [str(s) if isinstance(s, os.PathLike) else s for s in sources]
     if all(isinstance(s, str) for s in texts):
         texts, started = platforms.split_start_argument(texts)

@@ -89,6 +89,16 @@ class Recorder:
         self.log.offer(PendingRecord(time.time(), model, runner.version, request_id, data, result.predictions,
                                      result.probabilities, latency_s, runner.model))
 
+    def record_error(self, runner: Any, request_id: str, model: str, latency_s: float,
+                     failure: BaseException | None) -> None:
+        """Queue a request the chosen version failed to answer (a 5xx): one row with its error and no
+        prediction, so a version's error rate (``berth monitor compare``) counts it. Reports skip such rows."""
+        if not self.enabled or (self.sample_rate < 1.0 and random.random() >= self.sample_rate):
+            return
+        message = f"{type(failure).__name__}: {failure}"[:500] if failure is not None else "server error"
+        self.log.offer(PendingRecord(time.time(), model, runner.version, request_id, None, None, None, latency_s,
+                                     runner.model, error=message, rows=1))
+
     # ------------------------------------------------------------------ lifespan
 
     async def start(self, plane: Any) -> None:

@@ -8,6 +8,13 @@ once none is left. A version that cannot be served (corrupt, refused by the safe
 signature) is not swapped in: the old version keeps serving, ``/health/ready`` names the problem under the
 model, ``berth_model_swaps_total{outcome="failed"}`` counts it, and the log says why. The failed version is
 tried again only after ``RETRY_POLLS`` polls or once the alias moves elsewhere.
+
+The same poll reads the registry's *rollout* beside the alias (``berth rollout set``): a candidate version with a
+canary share and a shadow share. A new candidate is loaded and checked the same way, in a thread, and attached to
+the slot in one assignment per arm; a changed share is applied in place (no reload); a cleared rollout detaches
+the candidate, which closes once its requests and shadow calls are done. A candidate that cannot be served is
+refused the same way (the slot's ``problem`` in ``/health/ready``, retried after ``RETRY_POLLS`` polls). When
+the alias moves to the candidate's version (a promotion), the loaded candidate runner is reused.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from berth.errors import BerthError, SignatureError
 from berth.signature import Signature
 
 if TYPE_CHECKING:
-    from berth.registry.records import ModelVersion
+    from berth.registry.records import ModelVersion, Rollout
     from berth.serving.dataplane import DataPlane
     from berth.serving.slot import ModelSlot, Runner
 
@@ -44,6 +51,7 @@ class AliasFollower:
         self.plane = plane
         self.interval_s = interval_s
         self.failures: dict[str, _Failure] = {}
+        self.rollout_failures: dict[str, _Failure] = {}
         self._task: asyncio.Task[None] | None = None
         self.retiring: set[asyncio.Task[None]] = set()  # old runners closing once their requests are answered
 
@@ -76,14 +84,23 @@ class AliasFollower:
                     log.warning("%s", slot.problem)
 
     async def check(self, slot: ModelSlot) -> bool:
-        """Swap ``slot`` to the alias's version if it moved; True when a swap happened."""
+        """Swap ``slot`` to the alias's version if it moved, and apply the rollout beside the alias; True when
+        the served version changed."""
         loop = asyncio.get_running_loop()
         follows = slot.follows
         registry = self.plane.registry_of(slot.name)
-        target = await loop.run_in_executor(None, registry.alias_version, follows.name, follows.alias)
+        target, rollout = await loop.run_in_executor(None, registry.follow_state, follows.name, follows.alias)
         if target is None:
             slot.problem = f"alias {follows} no longer exists; still serving version {slot.runner.version}"
             return False
+        swapped = await self._follow_alias(slot, target)
+        if not self.plane.settings.canary and not self.plane.settings.shadow:  # serve options fix the arms
+            await self.apply_rollout(slot, rollout)
+        return swapped
+
+    async def _follow_alias(self, slot: ModelSlot, target: ModelVersion) -> bool:
+        loop = asyncio.get_running_loop()
+        follows = slot.follows
         if str(target.version) == slot.runner.version:
             slot.problem = None
             self.failures.pop(slot.name, None)
@@ -92,8 +109,10 @@ class AliasFollower:
         if failure is not None and failure.version == target.version and failure.polls_left > 0:
             failure.polls_left -= 1
             return False
+        reused = next((r for r in slot.candidates() if r.version == str(target.version)), None)
         try:
-            runner = await loop.run_in_executor(None, self._prepare, slot, target)
+            runner = reused if reused is not None else await loop.run_in_executor(None, self._prepare, slot,
+                                                                                    target)
         except Exception as exc:
             reason = exc.message if isinstance(exc, BerthError) else f"{type(exc).__name__}: {exc}"
             self.failures[slot.name] = _Failure(target.version, RETRY_POLLS)
@@ -107,10 +126,66 @@ class AliasFollower:
         self.failures.pop(slot.name, None)
         self.plane.metrics.model_swaps.labels(slot.name, runner.version, "ok").inc()
         log.info("%s now serves version %s (was %s), following %s", slot.name, runner.version, old.version, follows)
-        retiring = loop.create_task(old.retire(self.plane.settings.graceful_timeout_s))
-        self.retiring.add(retiring)
-        retiring.add_done_callback(self.retiring.discard)
+        if reused is not None:  # the candidate became the baseline: it is no longer beside itself
+            self._detach(slot, keep=runner)
+        if all(old is not r for r in slot.candidates()):
+            self._retire(old)
         return True
+
+    async def apply_rollout(self, slot: ModelSlot, rollout: Rollout | None) -> None:
+        """Make the slot's canary and shadow what the registry's rollout says (None: no candidate)."""
+        from berth.serving.arms import load_candidate
+        from berth.serving.slot import Arm
+
+        if rollout is None or str(rollout.candidate) == slot.runner.version:
+            self.rollout_failures.pop(slot.name, None)
+            slot.rollout_problem = None
+            if slot.candidates():
+                log.info("%s: rollout ended; serving version %s alone", slot.name, slot.runner.version)
+            self._detach(slot)
+            return
+        wanted = str(rollout.candidate)
+        runner = next((r for r in slot.candidates() if r.version == wanted), None)
+        if runner is None:
+            failure = self.rollout_failures.get(slot.name)
+            if failure is not None and failure.version == rollout.candidate and failure.polls_left > 0:
+                failure.polls_left -= 1
+                return
+            uri = f"models:/{slot.name}/{wanted}"
+            try:
+                runner = await asyncio.get_running_loop().run_in_executor(
+                    None, load_candidate, self.plane, slot, uri, self.plane.registry_of(slot.name))
+            except Exception as exc:
+                reason = exc.message if isinstance(exc, BerthError) else f"{type(exc).__name__}: {exc}"
+                self.rollout_failures[slot.name] = _Failure(rollout.candidate, RETRY_POLLS)
+                slot.rollout_problem = (f"the rollout's candidate version {wanted} cannot be served: {reason}; "
+                                        f"serving version {slot.runner.version} alone")
+                self._detach(slot)
+                log.error("%s", slot.rollout_problem)
+                return
+            runner.source = "registry"
+            log.info("%s: rollout candidate version %s loaded (%s)", slot.name, wanted, rollout.describe())
+        self.rollout_failures.pop(slot.name, None)
+        slot.rollout_problem = None
+        olds = slot.candidates()
+        slot.canary = Arm(runner, rollout.canary_percent, "registry") if rollout.canary_percent > 0 else None
+        slot.shadow = Arm(runner, rollout.shadow_share, "registry") if rollout.shadow_share > 0 else None
+        for old in olds:
+            if old is not runner:
+                self._retire(old)
+
+    def _detach(self, slot: ModelSlot, keep: Runner | None = None) -> None:
+        """Remove the slot's canary and shadow; their runners close once their requests are done."""
+        olds = slot.candidates()
+        slot.canary = slot.shadow = None
+        for old in olds:
+            if old is not keep and old is not slot.runner:
+                self._retire(old)
+
+    def _retire(self, runner: Runner) -> None:
+        task = asyncio.get_running_loop().create_task(runner.retire(self.plane.settings.graceful_timeout_s))
+        self.retiring.add(task)
+        task.add_done_callback(self.retiring.discard)
 
     def _prepare(self, slot: ModelSlot, target: ModelVersion) -> Runner:
         """Download, verify, load and warm ``target`` (in a worker thread, while the old version serves)."""

@@ -58,6 +58,16 @@ class ServeSettings(BaseSettings):
                                    "alias (models:/NAME@ALIAS) checks where the alias points.")
     allow_signature_change: bool = Field(False, description="Swap in a new version of a followed alias even if "
                                          "its input signature differs from the served one.")
+    canary: str = Field("", description="A candidate answering a share of the requests: URI=PERCENT, e.g. "
+                        "models:/iris@candidate=10 (see docs/rollouts.md).")
+    shadow: str = Field("", description="A candidate also sent every request (or a share, URI=FRACTION) after "
+                        "the answer; its outputs are logged as shadow rows (see docs/rollouts.md).")
+    shadow_queue_size: int = Field(1000, ge=1, le=1_000_000, description="Shadow calls waiting for the "
+                                   "candidate; more are dropped and counted.")
+    shadow_concurrency: int = Field(64, ge=1, le=1024, description="Shadow calls in flight at once per worker "
+                                    "(they batch like requests: 64 lets a candidate batch as the baseline does).")
+    shadow_timeout_s: float = Field(2.0, gt=0, le=600, description="A shadow call unanswered after this is "
+                                    "abandoned and counted as a timeout.")
     telemetry: bool = Field(False, description="FastAPI's OpenTelemetry traces and metrics, exported through the "
                                                "OpenTelemetry SDK configured in the environment.")
     log_level: str = Field("info", description="uvicorn log level: critical, error, warning, info, debug.")

@@ -11,6 +11,8 @@ version it started on, and the old runner is closed only once no request holds i
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +55,7 @@ class Runner:
         self.wire_dtype = predictor.input_dtype if predictor.input_target == "ndarray" else None
         self.batching = settings.batching
         self.active = 0  # requests between arrival and answer on this runner (see retire)
+        self.source = ""  # where a candidate runner came from (see berth.serving.arms)
         self.batcher: Batcher[_Part, Prediction] = Batcher(
             self._run_batch, max_batch_size=settings.max_batch_size,
             max_delay_s=settings.max_batch_delay_ms / 1000, name=model.name,
@@ -121,17 +124,50 @@ class Runner:
         await self.close()
 
 
+@dataclass
+class Arm:
+    """A candidate version beside the baseline: ``share`` is a percentage of requests for a canary (0-100), a
+    fraction of requests for a shadow (0-1). ``source`` says where it came from (a URI, or the registry)."""
+
+    runner: Runner
+    share: float
+    source: str
+
+
+BUCKETS = 10_000  # canary shares have a resolution of 0.01 %
+
+
+def route_bucket(key: str) -> int:
+    """A caller's fixed place in [0, BUCKETS): the same key lands in the same bucket in every worker and restart,
+    and a canary of p % takes the buckets below p % of BUCKETS, so raising p only moves more keys over."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def to_candidate(percent: float, key: str | None) -> bool:
+    """Whether a request goes to a canary of ``percent`` %: by its route key when given, else at random."""
+    if percent <= 0:
+        return False
+    if percent >= 100:
+        return True
+    bucket = route_bucket(key) if key is not None else random.randrange(BUCKETS)
+    return bucket < percent * (BUCKETS // 100)
+
+
 @dataclass(frozen=True)
 class SlotView:
-    """A slot as one request sees it: the runner current when the request arrived, whatever swaps follow.
+    """A slot as one request sees it: the runner chosen when the request arrived, whatever swaps follow.
 
     From :meth:`ModelSlot.pin` to :meth:`release` the runner counts the request as active, so a swapped-out
     runner is not closed while a request pinned to it is still decoding its body or waiting for its batch.
+    ``shadow`` is the candidate this request is also sent to, after its answer (pinned the same way, and
+    released by the shadow call).
     """
 
     name: str
     runner: Runner
     ready: bool
+    shadow: Runner | None = None
 
     def release(self) -> None:
         self.runner.active -= 1
@@ -144,13 +180,39 @@ class ModelSlot:
         self.load_seconds = load_seconds
         self.ready = False
         self.problem: str | None = None  # why the version the alias names is not the one served, if it is not
+        self.rollout_problem: str | None = None  # why the registry's rollout candidate is not beside it
         self.follows: Any = None  # the ModelUri of the alias this slot follows (a registry URI with @alias)
+        self.canary: Arm | None = None  # answers share % of the requests instead of the baseline
+        self.shadow: Arm | None = None  # also gets a share of the requests the baseline answered
 
-    def pin(self) -> SlotView:
-        """The current runner for one request; the caller must :meth:`SlotView.release` it when answered."""
-        runner = self.runner
+    def pin(self, route_key: str | None = None, version: str | None = None, choose: bool = True) -> SlotView:
+        """The runner for one request; the caller must :meth:`SlotView.release` it when answered.
+
+        ``version`` asks for one served version (the baseline's or the canary's), else a canary takes its share
+        (by ``route_key`` when given, at random otherwise) unless ``choose`` is false (metadata routes). A
+        request the baseline answers is also given to the shadow, when there is one, with its probability.
+        """
+        runner, canary, shadow = self.runner, self.canary, None
+        if canary is not None and canary.runner.version != runner.version:
+            if version is not None:
+                runner = canary.runner if version == canary.runner.version else runner
+            elif choose and to_candidate(canary.share, route_key):
+                runner = canary.runner
+        arm = self.shadow
+        if (arm is not None and choose and runner is self.runner and arm.runner.version != runner.version
+                and (arm.share >= 1 or random.random() < arm.share)):
+            shadow = arm.runner
+            shadow.active += 1
         runner.active += 1
-        return SlotView(self.name, runner, self.ready)
+        return SlotView(self.name, runner, self.ready, shadow)
+
+    def candidates(self) -> list[Runner]:
+        """The runners of the canary and the shadow (one runner when both are the same version)."""
+        found: list[Runner] = []
+        for arm in (self.canary, self.shadow):
+            if arm is not None and all(arm.runner is not r for r in found):
+                found.append(arm.runner)
+        return found
 
     def swap(self, runner: Runner) -> Runner:
         """Serve ``runner`` from now on (one assignment: atomic for the event loop); returns the old one."""

@@ -72,6 +72,10 @@ def dashboard_report(store: Store, model: str, window: str) -> dict[str, Any]:
         svgs["traffic"] = plots.traffic(report["traffic"])
     if (report.get("performance") or {}).get("overall"):
         svgs["performance"] = plots.performance(report["performance"])
+    if report.get("comparison"):
+        from berth.monitoring.compare import render_section
+
+        svgs["comparison"] = render_section(report["comparison"])
     return {"report": strip_plots(report), "plots": svgs}
 
 

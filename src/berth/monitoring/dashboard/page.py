@@ -29,6 +29,7 @@ section{margin-bottom:1.2rem}
 <section><h2>Reference vs current</h2><div id="feature-plots" class="plots"></div></section>
 <section><h2>Traffic and latency</h2><div id="traffic"></div></section>
 <section><h2>Performance</h2><div id="performance"></div></section>
+<section><h2>Champion / challenger</h2><div id="comparison"></div></section>
 <section><h2>Data quality</h2><div id="quality"></div></section>
 </main>
 <script>
@@ -92,6 +93,7 @@ function renderReport(data) {
   $("drift-plot").innerHTML = plots.drift || "";
   $("feature-plots").innerHTML = Object.values(plots.features || {}).map((svg) => `<figure>${svg}</figure>`).join("");
   $("traffic").innerHTML = plots.traffic || "<p class='muted'>No traffic in this window.</p>";
+  $("comparison").innerHTML = plots.comparison || "<p class='muted'>No shadow or canary candidate in this window.</p>";
   const perf = r.performance || {};
   if (perf.overall) {
     const keys = ["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "r2"]
