@@ -68,6 +68,10 @@ def k8s_command(
         "--set", metavar="NAME=VALUE", help="Another server setting for the ConfigMap, e.g. max_batch_size=128.",
     )] = None,
     kserve: Annotated[bool, typer.Option("--kserve", help="Also write kserve/inferenceservice.yaml.")] = False,
+    home_claim: Annotated[str | None, typer.Option(
+        help="A PersistentVolumeClaim for BERTH_HOME (the prediction log) instead of an emptyDir; to share one log "
+             "between replicas use --set monitor_dir=s3://bucket/prefix.")] = None,
+    home_size: Annotated[str, typer.Option(help="Size limit of the BERTH_HOME emptyDir.")] = "1Gi",
     overwrite: Overwrite = False,
 ) -> None:
     """Write Kubernetes manifests: ConfigMap, Deployment, Service, HorizontalPodAutoscaler (and KServe)."""
@@ -84,7 +88,8 @@ def k8s_command(
     options = KubernetesOptions(image=image, name=name, namespace=namespace, replicas=replicas,
                                 max_replicas=max_replicas, cpu_utilization=cpu_utilization, cpu=cpu, memory=memory,
                                 cpu_limit=cpu_limit, memory_limit=memory_limit, port=port,
-                                graceful_timeout_s=graceful_timeout_s, settings=settings, kserve=kserve)
+                                graceful_timeout_s=graceful_timeout_s, settings=settings, kserve=kserve,
+                                home_claim=home_claim, home_size=home_size)
     written = write(inspect(uri), output, options, overwrite=overwrite)
     for path in written:
         typer.echo(f"wrote {path}")

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,18 @@ class Store:
         final = directory / name
         os.replace(temporary, final)
         return final
+
+    def probe(self) -> str | None:
+        """Write and remove a small file where the log goes: None when that works, else the reason it does not
+        (checked once at server startup, so a log that cannot be written is said at once, not only counted)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            path = self.root / f".probe-{socket.gethostname()}-{os.getpid()}"
+            path.write_bytes(b"")
+            path.unlink()
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        return None
 
     def save_version(self, model: str, version: str, info: dict[str, Any]) -> None:
         """Keep what analysis needs of a served version (reference statistics, signature, metrics)."""

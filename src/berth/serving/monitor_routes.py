@@ -75,5 +75,6 @@ def live_status(plane: Any, recorder: Any) -> dict[str, Any]:
     models = {name: {"ready": slot.ready, "version": slot.runner.version, "requests": requests.get(name, 0),
                      "errors": errors.get(name, 0)} for name, slot in plane.slots.items()}
     return {"models": models, "server": {"ready": plane.ready, "logging": recorder.enabled,
+                                         "log_location": str(recorder.store.root), "log_writable": recorder.writable,
                                          "log_written": recorder.log.written, "log_dropped": recorder.log.dropped,
                                          "log_queued": len(recorder.log)}}
