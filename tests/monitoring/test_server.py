@@ -74,6 +74,7 @@ def test_feedback_route(iris_bundle: Path, tmp_path: Path) -> None:
     assert bad.status_code == 400 and [d["loc"] for d in bad.json()["error"]["details"]] == [
         ["body", 0, "request_id"], ["body", 1, "label"]]
     assert unknown.status_code == 404
+    assert len(Store(tmp_path).files("iris", "feedback")) == 1  # batched by the log's writer, not a file per POST
     labels = Store(tmp_path).feedback("iris").to_pandas()
     assert sorted(zip(labels["request_id"], labels["row"], labels["label"], strict=True)) == [
         ("a", 0, "0"), ("b", 0, "1"), ("b", 1, "2"), ("c", 0, "2")]

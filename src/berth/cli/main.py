@@ -209,7 +209,8 @@ def serve_command(
     log_sample_rate: Annotated[float | None, typer.Option(
         help="Share of answered requests recorded, 0 to 1 (default 1).")] = None,
     monitor_dir: Annotated[str | None, typer.Option(
-        help="Where the prediction log goes (default $BERTH_HOME/monitoring).")] = None,
+        help="Where the prediction log goes: a directory or a URL shared by every server, e.g. "
+             "s3://bucket/prefix (default $BERTH_MONITOR_DIR, else $BERTH_HOME/monitoring).")] = None,
 ) -> None:
     """Serve models over HTTP: /predict, MLflow /invocations, Open Inference Protocol /v2, /metrics, /docs.
 

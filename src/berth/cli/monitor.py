@@ -19,7 +19,8 @@ Since = Annotated[str, typer.Option(help="Window: predictions of the last 15m, 2
 Until = Annotated[str | None, typer.Option(help="End the window this long ago (e.g. 1h); default now.")]
 Version = Annotated[str | None, typer.Option(help="Only predictions of this served version.")]
 MonitorDir = Annotated[str | None, typer.Option(
-    "--monitor-dir", help="The monitoring directory (default $BERTH_MONITOR_DIR or $BERTH_HOME/monitoring).")]
+    "--monitor-dir", help="Where the prediction log is: a directory or a URL such as s3://bucket/prefix (default "
+                          "$BERTH_MONITOR_DIR, else $BERTH_HOME/monitoring).")]
 Bundle = Annotated[str | None, typer.Option(
     "--bundle", help="Compare against this bundle's reference instead of the served version's.")]
 Rules = Annotated[list[str] | None, typer.Option(
@@ -175,6 +176,16 @@ def prune_command(
     if compact:
         merged = store.compact(name)
         typer.echo(f"compacted {merged} file(s)")
+
+
+@monitor_app.command("compact")
+def compact_command(
+    name: Name,
+    monitor_dir: MonitorDir = None,
+) -> None:
+    """Merge each finished day's log and label files into one (safe while servers write and reports read)."""
+    merged = _store(monitor_dir).compact(name)
+    typer.echo(f"compacted {merged} file(s) of {name}")
 
 
 def ui_command(

@@ -9,12 +9,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from berth.errors import ModelNotFoundError, RequestError
+from berth.errors import BerthError, ModelNotFoundError, RequestError
 from berth.monitoring.dashboard import create_router
 from berth.monitoring.feedback import feedback_table
 from berth.monitoring.store import FEEDBACK
 from berth.serving.codec import decode_json
 from berth.serving.responses import error_response, json_response
+
+
+class FeedbackQueueFullError(BerthError):
+    status_code = 503
+    code = "feedback_queue_full"
 
 
 def install(app: FastAPI, plane: Any, recorder: Any) -> None:
@@ -31,9 +36,15 @@ def install(app: FastAPI, plane: Any, recorder: Any) -> None:
                 groups[resolve_model(plane, model)].append(
                     {k: v for k, v in item.items() if k != "model"} if isinstance(item, dict) else item)
             tables = {model: feedback_table(group) for model, group in groups.items()}
-            loop = asyncio.get_running_loop()
-            for model, table in tables.items():
-                await loop.run_in_executor(None, lambda m=model, t=table: store.write(m, t, kind=FEEDBACK))
+            if recorder.enabled:  # the background writer batches labels with the predictions
+                if sum(t.num_rows for t in tables.values()) + recorder.log.feedback_queued > recorder.log.max_queue:
+                    raise FeedbackQueueFullError("too many labels wait to be written; retry in a few seconds")
+                for model, table in tables.items():
+                    recorder.log.offer_feedback(model, table)
+            else:
+                loop = asyncio.get_running_loop()
+                for model, table in tables.items():
+                    await loop.run_in_executor(None, lambda m=model, t=table: store.write(m, t, kind=FEEDBACK))
         except Exception as exc:
             return error_response(exc)
         return json_response({"stored": sum(t.num_rows for t in tables.values()),
@@ -41,7 +52,9 @@ def install(app: FastAPI, plane: Any, recorder: Any) -> None:
 
     app.add_api_route("/feedback", feedback, methods=["POST"], tags=["monitoring"], summary="True labels",
                       description="`{\"request_id\": ..., \"label\": ...}` or a list of them; `model` (in the "
-                                  "body or the query) is needed only when several models are served.",
+                                  "body or the query) is needed only when several models are served. Labels are "
+                                  "written with the next batch of the prediction log (within "
+                                  "`log_flush_interval_s`).",
                       openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}})
     app.include_router(create_router(store, lambda: live_status(plane, recorder)))
 
