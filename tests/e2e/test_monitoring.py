@@ -68,7 +68,7 @@ def test_two_workers_write_their_own_files(iris_bundle: Path, tmp_path: Path) ->
     store = Store(tmp_path)
     table = store.read("iris")
     assert sorted(table["request_id"].to_pylist()) == sorted(f"r{i}" for i in range(200))
-    assert len({f.name.split("-")[2] for f in store.files("iris")}) == 2  # one writer pid per worker
+    assert len({Path(f).name.rsplit("-", 2)[1] for f in store.files("iris")}) == 2  # one writer pid per worker
 
 
 def test_dashboard_in_headless_chromium(iris_bundle: Path, tmp_path: Path) -> None:

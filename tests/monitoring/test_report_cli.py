@@ -124,3 +124,22 @@ def test_ui_serves_the_dashboard_over_the_store(store: Store, loaded: LoadedMode
         data = client.get("/dashboard/api/report", params={"model": "iris", "window": "1h"}).json()
         assert data["report"]["rows"] == 50 and data["plots"]["drift"].startswith("<svg")
         assert client.get("/dashboard/api/report", params={"model": "iris", "window": "x"}).status_code == 400
+
+
+def test_check_exit_codes_are_distinct_and_json(shifted_store: Store, tmp_path: Path, loaded: LoadedModel) -> None:
+    """0 fine, 1 failed, 3 nothing to judge (unknown model, empty window); --json says the same."""
+    root = str(shifted_store.root)
+    code, output = invoke("monitor", "check", "iris", "--monitor-dir", root, "--dataset-share", "0.2", "--json")
+    verdict = json.loads(output)
+    assert code == 1 and verdict["status"] == "failed" and verdict["exit_code"] == 1
+    assert verdict["dataset_drift"] and verdict["drifted_features"] == ["petal length (cm)"]
+    code, output = invoke("monitor", "check", "iris", "--monitor-dir", root, "--json")
+    assert (code, json.loads(output)["status"]) == (0, "ok")
+    code, output = invoke("monitor", "check", "nobody", "--monitor-dir", root, "--json")
+    assert (code, json.loads(output)["status"]) == (3, "no_data")
+    code, output = invoke("monitor", "check", "nobody", "--monitor-dir", str(tmp_path / "empty"))
+    assert code == 3 and output.startswith("NO DATA") and "no monitoring data for model 'nobody'" in output
+    old = Store(tmp_path / "old")
+    log_rows(old, loaded, reference_rows(5), start=time.time() - 3 * 86400)
+    code, output = invoke("monitor", "check", "iris", "--monitor-dir", str(old.root), "--since", "1h")
+    assert code == 3 and "no predictions logged since" in output

@@ -94,15 +94,20 @@ def import_command(
     format: Annotated[str | None, typer.Option(
         "--format", help="The payload format (default: the flavor's safe one: skops for scikit-learn).",
     )] = None,
+    reference: Annotated[str | None, typer.Option(
+        "--reference", help="The training data (CSV, Parquet or JSON Lines): its statistics become the baseline "
+                            "of drift monitoring (extra columns such as the label are ignored).")] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Turn a model file saved with joblib, pickle or ONNX into a bundle."""
     from berth.importer import import_model
 
     manifest = import_model(file, output, trust=trust, sample=sample, name=name, format=format,
-                            overwrite=overwrite)
+                            overwrite=overwrite, reference=reference)
     typer.echo(f"imported {file} as bundle {output!s}: {manifest.flavor} ({manifest.format}), "
                f"{files(len(manifest.files))}, {manifest.content_digest}")
+    if manifest.reference:
+        typer.echo(f"reference statistics of {manifest.reference['rows']:,} rows attached (the drift baseline)")
 
 
 @app.command("predict")

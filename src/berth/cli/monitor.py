@@ -109,6 +109,9 @@ def report_command(
         typer.echo(f"  {line}", err=True)
 
 
+EXIT_OK, EXIT_FAILED, EXIT_NO_DATA = 0, 1, 3
+
+
 @monitor_app.command("check")
 def check_command(
     name: Name,
@@ -125,23 +128,56 @@ def check_command(
     drift_method: Rules = None,
     dataset_share: Share = None,
     small_sample: SmallSample = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as one JSON object.")] = False,
     monitor_dir: MonitorDir = None,
 ) -> None:
-    """Exit 1 when the window shows dataset drift or a performance drop past its threshold (for cron and CI)."""
+    """Judge the window: exit 0 when fine, 1 on dataset drift or a performance drop past its threshold, 3 when
+    there is nothing to judge (no predictions in the window, unknown model, unreadable log); for cron and CI."""
+    import json
+
+    from berth.errors import StorageError
     from berth.monitoring.report import build_report
     from berth.monitoring.thresholds import check
 
     start, _ = _window(since, None)
-    report = build_report(name, since=start, version=version, store=_store(monitor_dir),
-                          config=_config(drift_method, dataset_share, small_sample), bundle=bundle)
+    result: dict[str, Any] = {"model": name, "since": start.isoformat(timespec="seconds")}
+    try:
+        report = build_report(name, since=start, version=version, store=_store(monitor_dir),
+                              config=_config(drift_method, dataset_share, small_sample), bundle=bundle)
+    except StorageError as exc:
+        result.update(status="no_data", exit_code=EXIT_NO_DATA, problems=[], notes=[exc.message])
+        _verdict(result, as_json, f"NO DATA {exc.message}")
+        raise typer.Exit(EXIT_NO_DATA) from None
+    result["rows"] = report["rows"]
+    if report["rows"] == 0:
+        result.update(status="no_data", exit_code=EXIT_NO_DATA, problems=[], notes=report["summary"])
+        _verdict(result, as_json, f"NO DATA {name}: no predictions logged since {result['since']}")
+        raise typer.Exit(EXIT_NO_DATA)
     problems, notes = check(report, metric=metric, max_drop=max_drop, minimum=minimum, min_labels=min_labels)
-    for note in notes:
-        typer.echo(f"  {note}")
-    if problems:
+    drift = report.get("drift") or {}
+    result.update(status="failed" if problems else "ok", exit_code=EXIT_FAILED if problems else EXIT_OK,
+                  problems=problems, notes=notes, dataset_drift=bool(drift.get("drifted")),
+                  drift_share=drift.get("share"), drifted_features=drift.get("drifted_features", []),
+                  prediction_drift=bool((report.get("prediction_drift") or {}).get("drifted")),
+                  performance=(report.get("performance") or {}).get("overall"),
+                  labelled=(report.get("performance") or {}).get("labelled", 0))
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+    else:
+        for note in notes:
+            typer.echo(f"  {note}")
         for problem in problems:
             typer.echo(f"FAIL {problem}")
-        raise typer.Exit(1)
-    typer.echo(f"OK {name}: no dataset drift and no performance drop in {report['rows']:,} predictions")
+        if not problems:
+            typer.echo(f"OK {name}: no dataset drift and no performance drop in {report['rows']:,} predictions")
+    if problems:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _verdict(result: dict[str, Any], as_json: bool, line: str) -> None:
+    import json
+
+    typer.echo(json.dumps(result, default=str) if as_json else line)
 
 
 @monitor_app.command("feedback")

@@ -137,7 +137,7 @@ def feature_drift(name: str, values: Any, reference: dict[str, Any], config: Dri
     shown = "binned" if kind == "numeric" and as_categories else kind
     if kind == "numeric" and "percentiles" not in reference:
         return FeatureDrift(name, shown, None, None, None, False, n, "no reference values")
-    plot = distribution_plot(current, reference)
+    plot = distribution_plot(current, reference, as_categories=shown == "binned")
     if n < config.min_sample:
         return FeatureDrift(name, shown, None, None, None, False, n,
                             f"only {n} values (at least {config.min_sample} needed)", plot)
@@ -269,8 +269,16 @@ SCORES = {"ks": ks_pvalue, "wasserstein": wasserstein_normed, "psi": psi, "chisq
           "jensenshannon": jensenshannon_distance}
 
 
-def distribution_plot(current: np.ndarray, reference: dict[str, Any]) -> dict[str, Any]:
-    """Reference and current shares over the reference's bins or categories, for plots."""
+def distribution_plot(current: np.ndarray, reference: dict[str, Any], *,
+                      as_categories: bool = False) -> dict[str, Any]:
+    """Reference and current shares over the reference's bins or categories, for plots. Numeric values compared
+    as categories (a classifier's classes) get one bar per class, named by its value, on a categorical axis."""
+    if reference.get("type") == "numeric" and as_categories and "histogram" in reference:
+        expected, observed = _numeric_bins(current.astype("float64"), reference)
+        keep = np.flatnonzero((expected + observed) > 0)
+        return {"categories": [_bin_name(i, current, reference) for i in keep],
+                "reference": (expected[keep] / max(expected.sum(), 1)).tolist(),
+                "current": (observed[keep] / max(observed.sum(), 1)).tolist()}
     if reference.get("type") == "numeric":
         if "histogram" not in reference:
             return {}
@@ -283,3 +291,18 @@ def distribution_plot(current: np.ndarray, reference: dict[str, Any]) -> dict[st
     return {"categories": [names[i] for i in top],
             "reference": (expected[top] / max(expected.sum(), 1)).tolist(),
             "current": (observed[top] / max(observed.sum(), 1)).tolist()}
+
+
+def _bin_name(index: int, current: np.ndarray, reference: dict[str, Any]) -> str:
+    """The value a histogram bin holds when it holds one class: the commonest of the current values or the
+    reference's percentiles that fall in it."""
+    edges = np.asarray(reference["histogram"]["edges"], dtype="float64")
+    low, high = edges[index], edges[index + 1]
+    last = index == len(edges) - 2
+    for values in (np.asarray(current, dtype="float64"), np.asarray(reference.get("percentiles", []), "float64")):
+        inside = values[(values >= low) & ((values <= high) if last else (values < high))]
+        if len(inside):
+            unique, counts = np.unique(inside, return_counts=True)
+            value = float(unique[np.argmax(counts)])
+            return str(int(value)) if value.is_integer() else f"{value:.4g}"
+    return f"{low:.3g}-{high:.3g}"

@@ -96,6 +96,14 @@ def performance(perf: dict[str, Any]) -> str:
     buckets = perf["buckets"]
     keys = ("accuracy", "f1") if perf["task"] == "classification" else ("mae", "rmse")
     labels = [b["start"][5:16].replace("T", " ") for b in buckets]
+    if len(buckets) == 1:  # one bucket: bars with their values, not lone dots
+        values = [buckets[0].get(k) if buckets[0].get(k) is not None else np.nan for k in keys]
+        bars = axes.bar(range(len(keys)), values, color=[CURRENT_COLOR, REFERENCE_COLOR][:len(keys)], width=0.5)
+        axes.bar_label(bars, fmt="%.3g", fontsize=7)
+        axes.set_xticks(range(len(keys)), list(keys), fontsize=8)
+        axes.set_title(f"Performance, {labels[0]} ({perf.get('bucket', 'bucket')} bucket)", fontsize=10)
+        axes.tick_params(labelsize=7)
+        return _svg(figure)
     for key in keys:
         axes.plot(range(len(buckets)), [b.get(key) if b.get(key) is not None else np.nan for b in buckets],
                   marker="o", label=key)
@@ -114,8 +122,14 @@ def traffic(data: dict[str, Any]) -> str:
     axes.bar(positions, [b["rows"] for b in buckets], color=CURRENT_COLOR, alpha=0.6)
     axes.set_ylabel("predictions", fontsize=8)
     latency = axes.twinx()
-    latency.plot(positions, [b["p50"] for b in buckets], color="#333", label="p50 ms")
-    latency.plot(positions, [b["p99"] for b in buckets], color=DRIFT_COLOR, label="p99 ms")
+    style = {"marker": "o", "linestyle": "none"} if len(buckets) == 1 else {}  # one bucket: points, with values
+    latency.plot(positions, [b["p50"] for b in buckets], color="#333", label="p50 ms", **style)
+    latency.plot(positions, [b["p99"] for b in buckets], color=DRIFT_COLOR, label="p99 ms", **style)
+    if len(buckets) == 1:
+        axes.set_xlim(-1, 1)
+        for key, color in (("p50", "#333"), ("p99", DRIFT_COLOR)):
+            latency.annotate(f"{key} {buckets[0][key]:.3g} ms", (0, buckets[0][key]), xytext=(8, 0),
+                             textcoords="offset points", fontsize=7, color=color, va="center")
     latency.set_ylabel("latency ms", fontsize=8)
     latency.legend(fontsize=7, frameon=False, loc="upper left")
     labels = [b["start"][5:16].replace("T", " ") for b in buckets]

@@ -66,6 +66,7 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
                    else None, "first": None, "last": None},
         "rows": rows, "task": "classification" if classification else outputs.get("kind", "unknown"),
         "reference_rows": reference.get("rows"), "baseline_metrics": info.get("metrics") or {},
+        "reference_available": bool(reference.get("features")),
         "drift_rule": {"small_sample": config.small_sample, "dataset_share": config.dataset_share,
                        "overrides": {k: vars(v) for k, v in config.features.items()}},
     }
@@ -114,17 +115,30 @@ def traffic(times: pd.Series, latency_ms: np.ndarray) -> dict[str, Any]:
 
 def labelled_performance(store: Store, model: str, since: dt.datetime | None, until: dt.datetime | None,
                          version: str | None, classification: bool, classes: list[Any] | None) -> dict[str, Any]:
+    """Metrics over the window's labelled predictions, and the labels that match no logged prediction at all
+    (an unknown request id or row: a typo, another model's id, or a prediction already pruned)."""
     labels = store.feedback(model)
     if labels.num_rows == 0:
-        return {"labelled": 0, "overall": None, "buckets": []}
-    logged = store.read(model, since, until, version=version,  # only labelled rows reach pandas
+        return {"labelled": 0, "overall": None, "buckets": [], "unmatched": 0, "unmatched_examples": []}
+    logged = store.read(model, None, until, version=version,  # only labelled rows reach pandas
                         columns=["time", "request_id", "row", "prediction", "probabilities"],
                         request_ids=pc.unique(labels["request_id"]))
-    joined = logged.to_pandas().merge(labels.select(["request_id", "row", "label"]).to_pandas(),
-                                      on=["request_id", "row"], how="inner")
+    label_frame = labels.select(["request_id", "row", "label"]).to_pandas()
+    logged_frame = logged.to_pandas() if logged.num_rows else pd.DataFrame(
+        {"time": pd.Series([], dtype="datetime64[us, UTC]"), "request_id": [], "row": [], "prediction": []})
+    known = logged_frame[["request_id", "row"]].drop_duplicates() if len(logged_frame) else logged_frame[
+        ["request_id", "row"]]
+    matched = label_frame.merge(known, on=["request_id", "row"], how="left", indicator=True)
+    unmatched = matched[matched["_merge"] == "left_only"]
+    if since is not None and len(logged_frame):
+        logged_frame = logged_frame[logged_frame["time"] >= pd.Timestamp(utc(since))]
+    joined = logged_frame.merge(label_frame, on=["request_id", "row"], how="inner")
     if "probabilities" in joined and joined["probabilities"].isna().any():
         joined = joined.drop(columns="probabilities")
-    return performance(joined, classification, classes)
+    result = performance(joined, classification, classes)
+    result.update(unmatched=len(unmatched),
+                  unmatched_examples=sorted(unmatched["request_id"].astype(str).unique().tolist())[:5])
+    return result
 
 
 def summarize(report: dict[str, Any]) -> list[str]:
@@ -134,7 +148,9 @@ def summarize(report: dict[str, Any]) -> list[str]:
     lines = [f"{report['rows']:,} predictions logged between {report['window']['first'][:19]} and "
              f"{report['window']['last'][:19]} UTC."]
     drift = report["drift"]
-    if drift:
+    if not report.get("reference_available", True):
+        lines.append(MISSING_REFERENCE)
+    elif drift:
         drifted = drift["drifted_features"]
         judged = sum(1 for f in drift["features"] if f["method"])
         if drift["drifted"]:
@@ -168,7 +184,17 @@ def summarize(report: dict[str, Any]) -> list[str]:
                          f"RMSE {overall['rmse']:.4g}.")
     else:
         lines.append("No true labels yet: send them to POST /feedback or berth monitor feedback.")
+    if perf.get("unmatched"):
+        examples = ", ".join(perf.get("unmatched_examples", [])[:3])
+        lines.append(f"{perf['unmatched']:,} labels match no logged prediction (unknown request id or row, "
+                     f"e.g. {examples}): check the ids sent to /feedback.")
     return lines
+
+
+MISSING_REFERENCE = ("No drift baseline: this version's bundle has no reference statistics, so drift cannot be "
+                     "judged. Add them by saving with berth.save(model, ..., reference=X_train), importing with "
+                     "berth import MODEL --reference train.csv, or comparing against another bundle "
+                     "(berth monitor report --bundle PATH).")
 
 
 # --------------------------------------------------------------------------- HTML
@@ -196,14 +222,16 @@ def render_html(report: dict[str, Any]) -> str:
              f"{e(report['generated_at'])}; {report['rows']:,} logged predictions</p>",
              f"<div class='summary{' bad' if bad else ''}' id='summary'>"
              + "".join(f"<p>{e(line)}</p>" for line in report["summary"]) + "</div>"]
-    if drift:
+    if not report.get("reference_available", True):
+        parts.append(f"<h2>Data drift</h2><p class='muted' id='no-reference'>{e(MISSING_REFERENCE)}</p>")
+    elif drift:
         parts.append("<h2>Data drift</h2><table><tr><th>feature</th><th>test</th><th>score</th><th>threshold"
                      "</th><th>values</th><th>status</th></tr>")
         for feature in [*drift["features"], *([report["prediction_drift"]] if report.get("prediction_drift")
                                                else [])]:
             parts.append(drift_row(feature))
         parts.append("</table>")
-        parts.append("<figure id='drift-scores'>" + plots.drift_scores(drift["features"]) + "</figure>")
+        parts.append("<figure id='drift-scores'>" + plots.drift_scores(drift_bars(report)) + "</figure>")
         parts.append("<h3>Reference vs current</h3><div class='plots'>")
         for feature in [*drift["features"], report.get("prediction_drift") or {}]:
             if feature.get("plot"):
@@ -229,9 +257,15 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("<table><tr><th>labelled</th>" + "".join(f"<th>{k}</th>" for k in keys) + "</tr><tr>"
                      f"<td>{perf['labelled']:,}</td>" + "".join(f"<td>{number(overall[k])}</td>" for k in keys)
                      + "</tr></table>")
+        if overall.get("roc_auc") is None and report.get("task") == "classification":
+            parts.append("<p class='muted'>ROC AUC needs class probabilities of the labelled predictions "
+                         "(logged by default; see log_probabilities).</p>")
         parts.append("<figure id='performance'>" + plots.performance(perf) + "</figure>")
     else:
         parts.append("<p class='muted'>No labels joined yet.</p>")
+    if perf.get("unmatched"):
+        parts.append(f"<p class='drift' id='unmatched'>{perf['unmatched']:,} labels match no logged prediction "
+                     f"(e.g. {e(', '.join(perf.get('unmatched_examples', [])))})</p>")
     if report.get("traffic"):
         latency = report["traffic"]["latency_ms"]
         parts.append(f"<h2>Traffic</h2><p>latency p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms, "
@@ -240,6 +274,13 @@ def render_html(report: dict[str, Any]) -> str:
     parts.append("<details><summary>Report data (JSON)</summary><pre>"
                  + e(json.dumps(strip_plots(report), indent=1)) + "</pre></details></body></html>")
     return "\n".join(parts)
+
+
+def drift_bars(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bars of the drift chart: every feature, then the prediction."""
+    drift = report.get("drift") or {}
+    prediction = report.get("prediction_drift")
+    return [*drift.get("features", []), *([prediction] if prediction else [])]
 
 
 def drift_row(feature: dict[str, Any]) -> str:

@@ -87,8 +87,11 @@ class Recorder:
         if captured is None or (self.sample_rate < 1.0 and random.random() >= self.sample_rate):
             return
         runner, data, result = captured
+        probabilities = result.probabilities
+        if probabilities is None:
+            probabilities = getattr(result, "logged_probabilities", None)
         self.log.offer(PendingRecord(time.time(), model, runner.version, request_id, data, result.predictions,
-                                     result.probabilities, latency_s, runner.model))
+                                     probabilities, latency_s, runner.model))
 
     # ------------------------------------------------------------------ lifespan
 

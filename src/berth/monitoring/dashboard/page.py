@@ -77,7 +77,10 @@ function renderReport(data) {
     $("summary").innerHTML += `<p class="muted">latency p50 ${num(l.p50)} ms, p95 ${num(l.p95)} ms, ` +
       `p99 ${num(l.p99)} ms</p>`;
   }
-  if (drift) {
+  if (r.reference_available === false) {
+    $("drift-table").innerHTML = `<p class="muted" id="no-reference">${esc(r.summary.find((l) =>
+      l.startsWith("No drift baseline")) || "No reference statistics in this bundle.")}</p>`;
+  } else if (drift) {
     const rows = [...drift.features, ...(r.prediction_drift ? [r.prediction_drift] : [])].map((f) =>
       `<tr><td>${esc(f.feature)}</td><td>${esc(f.method || "-")}</td><td>${num(f.score)}</td>` +
       `<td>${num(f.threshold)}</td><td>${num(f.n)}</td><td>${f.drifted ? "<span class='drift'>drift</span>" :
@@ -101,6 +104,10 @@ function renderReport(data) {
       (plots.performance || "");
   } else {
     $("performance").innerHTML = "<p class='muted'>No labels yet (POST /feedback).</p>";
+  }
+  if (perf.unmatched) {
+    $("performance").innerHTML += `<p class="drift" id="unmatched">${num(perf.unmatched)} labels match no logged ` +
+      `prediction (e.g. ${esc((perf.unmatched_examples || []).join(", "))})</p>`;
   }
   const q = r.quality;
   $("quality").innerHTML = q ? "<table><tr><th>feature</th><th>missing</th><th>outside training range</th>" +
