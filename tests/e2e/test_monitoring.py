@@ -40,7 +40,7 @@ def test_drift_and_accuracy_end_to_end(tmp_path: Path) -> None:
     normal, shifted = result["normal"], result["shifted"]
     assert normal["rows"] == shifted["rows"] == 2000
     assert normal["drift"]["drifted_features"] == [] and not normal["drift"]["drifted"]
-    assert {f["method"] for f in normal["drift"]["features"]} == {"wasserstein"}
+    assert {f["method"] for f in normal["drift"]["features"]} == {"ks"}
     assert shifted["drift"]["drifted_features"] == ["petal length (cm)"]
     assert shifted["drift"]["share"] == 0.25 and not shifted["drift"]["drifted"]
     assert result["strict_rule"]["drift"]["drifted"]

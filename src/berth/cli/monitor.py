@@ -25,10 +25,11 @@ Bundle = Annotated[str | None, typer.Option(
     "--bundle", help="Compare against this bundle's reference instead of the served version's.")]
 Rules = Annotated[list[str] | None, typer.Option(
     "--drift-method", metavar="FEATURE=METHOD[:THRESHOLD]",
-    help="Override the drift test of a feature: ks, wasserstein, psi, chisquare, jensenshannon (repeatable).")]
+    help="Override the drift test of a feature: ks, chisquare, wasserstein, psi, jensenshannon (repeatable).")]
 Share = Annotated[float | None, typer.Option(help="Share of drifted features that means dataset drift (0.5).")]
 SmallSample = Annotated[int | None, typer.Option(
-    help="Up to this many values a statistical test is used, above it a distance (1000).")]
+    help="Above this effective sample size n*m/(n+m), drift also needs a KS or total variation distance of "
+         "0.03 (1000).")]
 
 
 def install(app: typer.Typer) -> None:

@@ -67,7 +67,8 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
         "rows": rows, "task": "classification" if classification else outputs.get("kind", "unknown"),
         "reference_rows": reference.get("rows"), "baseline_metrics": info.get("metrics") or {},
         "reference_available": bool(reference.get("features")),
-        "drift_rule": {"small_sample": config.small_sample, "dataset_share": config.dataset_share,
+        "drift_rule": {"small_sample": config.small_sample, "min_effect": config.min_effect,
+                       "dataset_share": config.dataset_share,
                        "overrides": {k: vars(v) for k, v in config.features.items()}},
     }
     if rows == 0:
