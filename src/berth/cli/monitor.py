@@ -129,6 +129,9 @@ def check_command(
     drift_method: Rules = None,
     dataset_share: Share = None,
     small_sample: SmallSample = None,
+    window: Annotated[str | None, typer.Option(
+        "--window", help="Also judge the latest bucket of this length alone (e.g. 1h): drift in the last hour "
+                         "fails the check even when the whole --since window looks fine.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as one JSON object.")] = False,
     monitor_dir: MonitorDir = None,
 ) -> None:
@@ -138,13 +141,16 @@ def check_command(
 
     from berth.errors import StorageError
     from berth.monitoring.report import build_report
+    from berth.monitoring.store import parse_duration
     from berth.monitoring.thresholds import check
 
     start, _ = _window(since, None)
+    bucket = parse_duration(window) if window else None
     result: dict[str, Any] = {"model": name, "since": start.isoformat(timespec="seconds")}
     try:
         report = build_report(name, since=start, version=version, store=_store(monitor_dir),
-                              config=_config(drift_method, dataset_share, small_sample), bundle=bundle)
+                              config=_config(drift_method, dataset_share, small_sample), bundle=bundle,
+                              bucket=bucket)
     except StorageError as exc:
         result.update(status="no_data", exit_code=EXIT_NO_DATA, problems=[], notes=[exc.message])
         _verdict(result, as_json, f"NO DATA {exc.message}")
@@ -154,14 +160,18 @@ def check_command(
         result.update(status="no_data", exit_code=EXIT_NO_DATA, problems=[], notes=report["summary"])
         _verdict(result, as_json, f"NO DATA {name}: no predictions logged since {result['since']}")
         raise typer.Exit(EXIT_NO_DATA)
-    problems, notes = check(report, metric=metric, max_drop=max_drop, minimum=minimum, min_labels=min_labels)
+    problems, notes = check(report, metric=metric, max_drop=max_drop, minimum=minimum, min_labels=min_labels,
+                            latest_bucket=bucket is not None)
+    timeline = report.get("timeline") or {}
     drift = report.get("drift") or {}
     result.update(status="failed" if problems else "ok", exit_code=EXIT_FAILED if problems else EXIT_OK,
                   problems=problems, notes=notes, dataset_drift=bool(drift.get("drifted")),
                   drift_share=drift.get("share"), drifted_features=drift.get("drifted_features", []),
                   prediction_drift=bool((report.get("prediction_drift") or {}).get("drifted")),
                   performance=(report.get("performance") or {}).get("overall"),
-                  labelled=(report.get("performance") or {}).get("labelled", 0))
+                  labelled=(report.get("performance") or {}).get("labelled", 0),
+                  latest_bucket=timeline.get("latest"), first_drift=timeline.get("first_drift"),
+                  drift_since=timeline.get("drift_since"))
     if as_json:
         typer.echo(json.dumps(result, default=str))
     else:

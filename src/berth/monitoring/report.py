@@ -21,6 +21,7 @@ from berth.monitoring.drift import DriftConfig, dataset_drift, prediction_drift
 from berth.monitoring.performance import bucket_size, performance
 from berth.monitoring.quality import data_quality
 from berth.monitoring.store import FEATURE_PREFIX, Store, utc
+from berth.monitoring.timeline import drift_timeline
 
 
 def version_info(store: Store, model: str, version: str | None, bundle: str | None = None) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def version_info(store: Store, model: str, version: str | None, bundle: str | No
 
 def build_report(model: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
                  version: str | None = None, store: Store | None = None, config: DriftConfig | None = None,
-                 bundle: str | None = None) -> dict[str, Any]:
+                 bundle: str | None = None, bucket: dt.timedelta | None = None) -> dict[str, Any]:
     """Drift, quality, performance and traffic of ``model``'s predictions with ``since <= time < until``."""
     store = store or Store()
     config = config or DriftConfig()
@@ -72,7 +73,7 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
                        "overrides": {k: vars(v) for k, v in config.features.items()}},
     }
     if rows == 0:
-        report.update(drift=None, prediction_drift=None, quality=None, traffic=None,
+        report.update(drift=None, prediction_drift=None, quality=None, traffic=None, timeline=None,
                       performance={"labelled": 0, "overall": None, "buckets": []})
         report["summary"] = summarize(report)
         return report
@@ -84,6 +85,8 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
     predictions = table["prediction"].to_pandas() if "prediction" in table.column_names else pd.Series([])
     report["prediction_drift"] = prediction_drift(predictions, reference.get("predictions"), classification,
                                                   config).to_dict()
+    report["timeline"] = drift_timeline(times, frame, predictions, reference, classification, config, bucket) \
+        if report["reference_available"] else None
     report["quality"] = data_quality(frame, reference, coerced_counts(table))
     report["traffic"] = traffic(times, table["latency_ms"].to_numpy() if "latency_ms" in table.column_names
                                 else np.zeros(rows))
@@ -162,6 +165,13 @@ def summarize(report: dict[str, Any]) -> list[str]:
                          f"below the {drift['threshold']:.0%} share that signals dataset drift.")
         else:
             lines.append(f"No drift: all {judged} features look like the training data.")
+    timeline = report.get("timeline")
+    if timeline and timeline["first_drift"]:
+        drifted = sum(timeline["dataset_drift"])
+        lines.append(f"Drift over time: dataset drift in {drifted} of {len(timeline['starts'])} "
+                     f"{timeline['bucket']} buckets, first at {timeline['first_drift'][:16].replace('T', ' ')} UTC"
+                     + (f"; ongoing since {timeline['drift_since'][:16].replace('T', ' ')} UTC."
+                        if timeline["drift_since"] else "; the latest bucket is fine."))
     prediction = report.get("prediction_drift")
     if prediction and prediction["method"]:
         lines.append("The model's outputs have shifted." if prediction["drifted"]
@@ -233,6 +243,12 @@ def render_html(report: dict[str, Any]) -> str:
             parts.append(drift_row(feature))
         parts.append("</table>")
         parts.append("<figure id='drift-scores'>" + plots.drift_scores(drift_bars(report)) + "</figure>")
+        if report.get("timeline"):
+            timeline = report["timeline"]
+            began = (f"dataset drift first at {e(timeline['first_drift'][:16].replace('T', ' '))} UTC"
+                     if timeline["first_drift"] else "no bucket shows dataset drift")
+            parts.append(f"<h3>Drift over time</h3><p class='muted' id='drift-began'>{timeline['bucket']} buckets; "
+                         f"{began}</p><figure id='drift-timeline'>{plots.drift_timeline(timeline)}</figure>")
         parts.append("<h3>Reference vs current</h3><div class='plots'>")
         for feature in [*drift["features"], report.get("prediction_drift") or {}]:
             if feature.get("plot"):

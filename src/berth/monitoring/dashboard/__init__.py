@@ -65,6 +65,8 @@ def dashboard_report(store: Store, model: str, window: str) -> dict[str, Any]:
         for feature in [*report["drift"]["features"], report.get("prediction_drift") or {}]:
             if feature.get("plot"):
                 svgs["features"][feature["feature"]] = plots.distribution(feature["feature"], feature["plot"])
+    if report.get("timeline"):
+        svgs["timeline"] = plots.drift_timeline(report["timeline"])
     if report.get("traffic"):
         svgs["traffic"] = plots.traffic(report["traffic"])
     if (report.get("performance") or {}).get("overall"):

@@ -26,6 +26,7 @@ section{margin-bottom:1.2rem}
 <div id="models" class="cards"></div>
 <div id="summary" class="summary"><p class="muted">loading...</p></div>
 <section><h2>Drift per feature</h2><div id="drift-table"></div><div id="drift-plot"></div></section>
+<section><h2>Drift over time</h2><p id="drift-began" class="muted"></p><div id="drift-timeline"></div></section>
 <section><h2>Reference vs current</h2><div id="feature-plots" class="plots"></div></section>
 <section><h2>Traffic and latency</h2><div id="traffic"></div></section>
 <section><h2>Performance</h2><div id="performance"></div></section>
@@ -93,6 +94,12 @@ function renderReport(data) {
     $("drift-table").innerHTML = "<p class='muted'>No predictions in this window.</p>";
   }
   $("drift-plot").innerHTML = plots.drift || "";
+  const timeline = r.timeline;
+  $("drift-began").textContent = timeline ? `${timeline.bucket} buckets; ` + (timeline.first_drift ?
+    `dataset drift first at ${timeline.first_drift.slice(0, 16).replace("T", " ")} UTC` +
+    (timeline.drift_since ? `, ongoing since ${timeline.drift_since.slice(0, 16).replace("T", " ")} UTC` :
+     ", not in the latest bucket") : "no bucket shows dataset drift") : "";
+  $("drift-timeline").innerHTML = plots.timeline || "";
   $("feature-plots").innerHTML = Object.values(plots.features || {}).map((svg) => `<figure>${svg}</figure>`).join("");
   $("traffic").innerHTML = plots.traffic || "<p class='muted'>No traffic in this window.</p>";
   const perf = r.performance || {};
