@@ -59,6 +59,26 @@ def _config(rules: list[str] | None, share: float | None, small_sample: int | No
     return DriftConfig(**options)
 
 
+def _progress() -> Any:
+    """On a terminal, a line that shows how far a long report's pass over the log is; elsewhere nothing."""
+    import time
+
+    if not sys.stderr.isatty():
+        return None
+    shown = {"at": 0.0}
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - shown["at"] < 0.2 and done < total:
+            return
+        shown["at"] = now
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\r  reading the log: {done:,} of {total:,} rows ({done / max(total, 1):.0%}){end}")
+        sys.stderr.flush()
+
+    return show
+
+
 def _window(since: str, until: str | None) -> tuple[Any, Any]:
     import datetime as dt
 
@@ -93,7 +113,8 @@ def report_command(
         raise UsageError(f"--format must be html or json, not {format!r}")
     start, end = _window(since, until)
     report = build_report(name, since=start, until=end, version=version, store=_store(monitor_dir),
-                          config=_config(drift_method, dataset_share, small_sample), bundle=bundle)
+                          config=_config(drift_method, dataset_share, small_sample), bundle=bundle,
+                          progress=_progress())
     if format == "json":
         from berth.monitoring.report import strip_plots
 

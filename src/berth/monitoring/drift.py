@@ -101,6 +101,24 @@ def choose_method(kind: str, n: int = 0, small_sample: int = 1000, *, discrete: 
 
 
 @dataclass
+class Counted:
+    """A window's values reduced to counts, for windows too large to hold (built by
+    :mod:`berth.monitoring.scan`): numeric values as cumulative counts at evaluation points (the reference's
+    percentiles, refined) and over the reference histogram's bins; categories by name."""
+
+    n: int
+    grid: np.ndarray | None = None
+    at_or_below: np.ndarray | None = None  # values <= grid[i]
+    below: np.ndarray | None = None  # values < grid[i]
+    bins: np.ndarray | None = None  # over the reference histogram's bins, outer bins open-ended
+    distinct: int = 0  # distinct values seen, counted up to DISCRETE_VALUES + 1
+    categories: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+
+@dataclass
 class FeatureDrift:
     feature: str
     kind: str  # numeric, categorical, or "binned" (numeric values compared as categories over bins)
@@ -142,12 +160,14 @@ def feature_drift(name: str, values: Any, reference: dict[str, Any], config: Dri
     """Drift of one feature's current ``values`` against its reference statistics."""
     config = config or DriftConfig()
     kind = reference.get("type", "numeric")
-    series = pd.Series(values)
-    if kind == "numeric":
-        current = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    current: Any
+    if isinstance(values, Counted):
+        current = values
+    elif kind == "numeric":
+        current = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
         current = current[np.isfinite(current)]
     else:
-        current = series.dropna().astype(str).to_numpy()
+        current = pd.Series(values).dropna().astype(str).to_numpy()
     n = len(current)
     shown = "binned" if kind == "numeric" and as_categories else kind
     if kind == "numeric" and "percentiles" not in reference:
@@ -180,6 +200,12 @@ def dataset_drift(frame: pd.DataFrame, reference: dict[str, Any], config: DriftC
     config = config or DriftConfig()
     features = [feature_drift(name, frame[name], stats, config)
                 for name, stats in reference.get("features", {}).items() if name in frame.columns]
+    return combine(features, config)
+
+
+def combine(features: list[FeatureDrift], config: DriftConfig | None = None) -> DatasetDrift:
+    """Dataset drift of judged ``features``: more than ``config.dataset_share`` of them drifted."""
+    config = config or DriftConfig()
     judged = [f for f in features if f.method is not None]
     share = sum(f.drifted for f in judged) / len(judged) if judged else 0.0
     return DatasetDrift(features, share, config.dataset_share, bool(judged) and share > config.dataset_share)
@@ -226,8 +252,8 @@ def is_discrete(current: np.ndarray, reference: dict[str, Any]) -> bool:
     if "histogram" not in reference:
         return False
     percentiles = np.asarray(reference.get("percentiles", []), dtype="float64")
-    return (len(np.unique(percentiles)) <= DISCRETE_VALUES
-            and len(np.unique(current[: 100_000])) <= DISCRETE_VALUES)
+    distinct = current.distinct if isinstance(current, Counted) else len(np.unique(current[: 100_000]))
+    return len(np.unique(percentiles)) <= DISCRETE_VALUES and distinct <= DISCRETE_VALUES
 
 
 def ks_two_sample(current: np.ndarray, reference: dict[str, Any]) -> tuple[float, float]:
@@ -239,27 +265,31 @@ def ks_two_sample(current: np.ndarray, reference: dict[str, Any]) -> tuple[float
     handled). The p-value is Kolmogorov's limit law at the effective size n*m/(n+m), with Stephens'
     small-sample correction. Checked against scipy's ``ks_2samp`` on the raw reference rows: the same
     false-alarm and detection rates (bench/results/drift_calibration.md)."""
-    from scipy.stats import kstwobign
+    from scipy.special import kolmogorov  # Kolmogorov's limit law's survival function (scipy.stats is slow to load)
 
     percentiles = np.asarray(reference["percentiles"], dtype="float64")
     n_reference = max(reference_size(reference), 1)
     m = len(current)
-    values = np.sort(current)
-    points = np.unique(np.concatenate([values, percentiles]))
-    after = np.searchsorted(values, points, side="right") / m  # window P(X <= x)
-    before = np.searchsorted(values, points, side="left") / m  # window P(X < x)
+    if isinstance(current, Counted):  # counts at the evaluation points
+        assert current.grid is not None and current.at_or_below is not None and current.below is not None
+        points, after, before = current.grid, current.at_or_below / m, current.below / m
+    else:
+        values = np.sort(current)
+        points = np.unique(np.concatenate([values, percentiles]))
+        after = np.searchsorted(values, points, side="right") / m  # window P(X <= x)
+        before = np.searchsorted(values, points, side="left") / m  # window P(X < x)
     statistic = float(max(np.abs(after - reference_cdf(points, percentiles, "right")).max(),
                           np.abs(before - reference_cdf(points, percentiles, "left")).max()))
     effective = m * n_reference / (m + n_reference)
     root = np.sqrt(effective)
-    return float(kstwobign.sf((root + 0.12 + 0.11 / root) * statistic)), statistic
+    return float(kolmogorov((root + 0.12 + 0.11 / root) * statistic)), statistic
 
 
 def chisquare_two_sample(current: np.ndarray, reference: dict[str, Any]) -> tuple[float, float]:
     """Two-sample chi-square test on the 2 x k table of reference and window counts per category (or per bin of
     the reference histogram for numeric values): (p-value, total variation distance between the shares).
     Categories whose expected count is below 5 in either row are pooled, so the chi-square law holds."""
-    from scipy.stats import chi2
+    from scipy.special import chdtrc  # the chi-square law's survival function
 
     expected, observed, _ = _categories(current, reference, pool_unknown=True)
     keep = (expected + observed) > 0
@@ -276,7 +306,7 @@ def chisquare_two_sample(current: np.ndarray, reference: dict[str, Any]) -> tupl
     grand = table.sum()
     fitted = rows * totals / grand
     statistic = float(((table - fitted) ** 2 / fitted).sum())
-    return float(chi2.sf(statistic, table.shape[1] - 1)), effect
+    return float(chdtrc(table.shape[1] - 1, statistic)), effect
 
 
 def _pool(table: np.ndarray) -> np.ndarray:
@@ -301,7 +331,11 @@ def wasserstein_normed(current: np.ndarray, reference: dict[str, Any]) -> float:
     percentiles = np.asarray(reference["percentiles"], dtype="float64")
     grid = np.linspace(0.0, 1.0, 1001)
     reference_q = np.interp(grid, np.linspace(0.0, 1.0, len(percentiles)), percentiles)
-    current_q = np.quantile(current, grid)
+    if isinstance(current, Counted):
+        assert current.grid is not None and current.at_or_below is not None
+        current_q = np.interp(grid, current.at_or_below / current.n, current.grid)
+    else:
+        current_q = np.quantile(current, grid)
     distance = float(np.trapezoid(np.abs(current_q - reference_q), grid))
     scale = reference.get("std") or (reference.get("max", 0) - reference.get("min", 0)) or 1.0
     return distance / float(scale)
@@ -311,6 +345,9 @@ def _numeric_bins(current: np.ndarray, reference: dict[str, Any]) -> tuple[np.nd
     """Reference and current counts over the reference histogram's bins, the outer bins open-ended."""
     edges = np.asarray(reference["histogram"]["edges"], dtype="float64")
     expected = np.asarray(reference["histogram"]["counts"], dtype="float64")
+    if isinstance(current, Counted):
+        assert current.bins is not None
+        return expected, current.bins.astype("float64")
     inner = edges[1:-1]
     observed = np.bincount(np.searchsorted(inner, current, side="right"), minlength=len(expected))
     return expected, observed.astype("float64")
@@ -319,10 +356,11 @@ def _numeric_bins(current: np.ndarray, reference: dict[str, Any]) -> tuple[np.nd
 def _categories(current: np.ndarray, reference: dict[str, Any],
                 pool_unknown: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if reference.get("type") == "numeric":
-        expected, observed = _numeric_bins(current.astype("float64"), reference)
+        expected, observed = _numeric_bins(_floats(current), reference)
         return expected, observed, [str(i) for i in range(len(expected))]
     frequencies = dict(reference.get("frequencies", {}))
-    counts = pd.Series(current).value_counts()
+    counts = pd.Series(current.categories or {}, dtype="int64") if isinstance(current, Counted) else \
+        pd.Series(current).value_counts()
     if pool_unknown and OTHER in frequencies:  # values outside the reference's top list may be its rare ones
         known = counts[counts.index.isin(list(frequencies))]
         rest = int(counts.sum() - known.sum())
@@ -369,7 +407,7 @@ def distribution_plot(current: np.ndarray, reference: dict[str, Any], *,
     """Reference and current shares over the reference's bins or categories, for plots. Numeric values compared
     as categories (a classifier's classes) get one bar per class, named by its value, on a categorical axis."""
     if reference.get("type") == "numeric" and as_categories and "histogram" in reference:
-        expected, observed = _numeric_bins(current.astype("float64"), reference)
+        expected, observed = _numeric_bins(_floats(current), reference)
         keep = np.flatnonzero((expected + observed) > 0)
         return {"categories": [_bin_name(i, current, reference) for i in keep],
                 "reference": (expected[keep] / max(expected.sum(), 1)).tolist(),
@@ -377,7 +415,7 @@ def distribution_plot(current: np.ndarray, reference: dict[str, Any], *,
     if reference.get("type") == "numeric":
         if "histogram" not in reference:
             return {}
-        expected, observed = _numeric_bins(current.astype("float64"), reference)
+        expected, observed = _numeric_bins(_floats(current), reference)
         return {"edges": list(reference["histogram"]["edges"]),
                 "reference": (expected / max(expected.sum(), 1)).tolist(),
                 "current": (observed / max(observed.sum(), 1)).tolist()}
@@ -394,10 +432,15 @@ def _bin_name(index: int, current: np.ndarray, reference: dict[str, Any]) -> str
     edges = np.asarray(reference["histogram"]["edges"], dtype="float64")
     low, high = edges[index], edges[index + 1]
     last = index == len(edges) - 2
-    for values in (np.asarray(current, dtype="float64"), np.asarray(reference.get("percentiles", []), "float64")):
+    seen = np.array([]) if isinstance(current, Counted) else np.asarray(current, dtype="float64")
+    for values in (seen, np.asarray(reference.get("percentiles", []), "float64")):
         inside = values[(values >= low) & ((values <= high) if last else (values < high))]
         if len(inside):
             unique, counts = np.unique(inside, return_counts=True)
             value = float(unique[np.argmax(counts)])
             return str(int(value)) if value.is_integer() else f"{value:.4g}"
     return f"{low:.3g}-{high:.3g}"
+
+
+def _floats(current: Any) -> Any:
+    return current if isinstance(current, Counted) else np.asarray(current).astype("float64")

@@ -17,11 +17,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from berth.errors import StorageError
-from berth.monitoring.drift import DriftConfig, dataset_drift, prediction_drift
+from berth.monitoring.drift import Counted, DriftConfig, combine, dataset_drift, feature_drift, prediction_drift
 from berth.monitoring.performance import bucket_size, performance
-from berth.monitoring.quality import data_quality
+from berth.monitoring.quality import data_quality, with_totals
+from berth.monitoring.scan import Progress, scan, time_range
 from berth.monitoring.store import FEATURE_PREFIX, Store, utc
-from berth.monitoring.timeline import drift_timeline
+from berth.monitoring.timeline import drift_timeline, timeline_bucket, timeline_from_scan
 
 
 def version_info(store: Store, model: str, version: str | None, bundle: str | None = None) -> dict[str, Any]:
@@ -44,10 +45,16 @@ def version_info(store: Store, model: str, version: str | None, bundle: str | No
     return list(versions.values())[-1]
 
 
+STREAM_ROWS = 250_000  # above this many rows in the window, a report streams counts instead of holding rows
+
+
 def build_report(model: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
                  version: str | None = None, store: Store | None = None, config: DriftConfig | None = None,
-                 bundle: str | None = None, bucket: dt.timedelta | None = None) -> dict[str, Any]:
-    """Drift, quality, performance and traffic of ``model``'s predictions with ``since <= time < until``."""
+                 bundle: str | None = None, bucket: dt.timedelta | None = None, progress: Progress | None = None,
+                 stream_rows: int = STREAM_ROWS) -> dict[str, Any]:
+    """Drift, quality, performance and traffic of ``model``'s predictions with ``since <= time < until``.
+    Windows of more than ``stream_rows`` rows are read in one streaming pass (:mod:`berth.monitoring.scan`);
+    ``progress(rows_done, rows_total)`` is called as it goes."""
     store = store or Store()
     config = config or DriftConfig()
     info = version_info(store, model, version, bundle)
@@ -56,22 +63,19 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
     outputs = signature.get("outputs", {})
     classification = outputs.get("kind") == "classification"
     names = [FEATURE_PREFIX + f for f in reference.get("features", {})]
-    table = store.read(model, since, until, version=version,
-                       columns=["time", "version", "latency_ms", "prediction", *names, "coerced"])
+    columns = ["time", "version", "latency_ms", "prediction", *names, "coerced"]
+    streamed = store.retrying(lambda: streamed_report(
+        store, model, since, until, version, info, config, bucket, progress, stream_rows, columns))
+    if streamed is not None:
+        streamed["performance"] = labelled_performance(store, model, since, until, version, classification,
+                                                       outputs.get("classes"))
+        streamed["summary"] = summarize(streamed)
+        return streamed
+    table = store.read(model, since, until, version=version, columns=columns)
     rows = table.num_rows
-    report: dict[str, Any] = {
-        "model": model, "version": version, "versions": sorted(set(table["version"].to_pylist()))
-        if rows and "version" in table.column_names else [],
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "window": {"since": utc(since).isoformat() if since else None, "until": utc(until).isoformat() if until
-                   else None, "first": None, "last": None},
-        "rows": rows, "task": "classification" if classification else outputs.get("kind", "unknown"),
-        "reference_rows": reference.get("rows"), "baseline_metrics": info.get("metrics") or {},
-        "reference_available": bool(reference.get("features")),
-        "drift_rule": {"small_sample": config.small_sample, "min_effect": config.min_effect,
-                       "dataset_share": config.dataset_share,
-                       "overrides": {k: vars(v) for k, v in config.features.items()}},
-    }
+    report = report_header(model, version, since, until, rows, info, config, classification, outputs,
+                           sorted(set(table["version"].to_pylist())) if rows and "version" in table.column_names
+                           else [])
     if rows == 0:
         report.update(drift=None, prediction_drift=None, quality=None, traffic=None, timeline=None,
                       performance={"labelled": 0, "overall": None, "buckets": []})
@@ -93,6 +97,60 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
     report["performance"] = labelled_performance(store, model, since, until, version, classification,
                                                  outputs.get("classes"))
     report["summary"] = summarize(report)
+    return report
+
+
+def report_header(model: str, version: str | None, since: dt.datetime | None, until: dt.datetime | None,
+                  rows: int, info: dict[str, Any], config: DriftConfig, classification: bool,
+                  outputs: dict[str, Any], versions: list[str]) -> dict[str, Any]:
+    reference = info.get("reference") or {}
+    return {
+        "model": model, "version": version, "versions": versions,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "window": {"since": utc(since).isoformat() if since else None, "until": utc(until).isoformat() if until
+                   else None, "first": None, "last": None},
+        "rows": rows, "task": "classification" if classification else outputs.get("kind", "unknown"),
+        "reference_rows": reference.get("rows"), "baseline_metrics": info.get("metrics") or {},
+        "reference_available": bool(reference.get("features")),
+        "drift_rule": {"small_sample": config.small_sample, "min_effect": config.min_effect,
+                       "dataset_share": config.dataset_share,
+                       "overrides": {k: vars(v) for k, v in config.features.items()}},
+    }
+
+
+def streamed_report(store: Store, model: str, since: dt.datetime | None, until: dt.datetime | None,
+                    version: str | None, info: dict[str, Any], config: DriftConfig, bucket: dt.timedelta | None,
+                    progress: Progress | None, stream_rows: int, columns: list[str]) -> dict[str, Any] | None:
+    """The report of a large window from one streaming pass; None when the window is small enough to hold."""
+    dataset, condition = store.window(model, since, until, version=version)
+    if dataset is None:
+        return None
+    first, last, rows = time_range(dataset, condition)
+    if rows <= stream_rows:
+        return None
+    reference = info.get("reference") or {}
+    outputs = (info.get("signature") or {}).get("outputs", {})
+    classification = outputs.get("kind") == "classification"
+    start, end = pd.Timestamp(first, unit="us", tz="UTC"), pd.Timestamp(last, unit="us", tz="UTC")
+    timeline_freq = timeline_bucket(start, end, bucket)
+    traffic_freq = bucket_size(start, end)
+    counts = scan(dataset, condition, columns, reference, first=first, last=last, timeline_freq=timeline_freq,
+                  traffic_freq=traffic_freq, total=rows, prefix=FEATURE_PREFIX, progress=progress)
+    report = report_header(model, version, since, until, counts.rows, info, config, classification, outputs,
+                           sorted(counts.versions))
+    report["window"].update(first=start.isoformat(), last=end.isoformat())
+    stats = reference.get("features", {})
+    features = [feature_drift(name, acc.counted(), stats[name], config) for name, acc in counts.features.items()]
+    report["drift"] = combine(features, config).to_dict()
+    predictions = counts.prediction.counted() if counts.prediction is not None else Counted(counts.rows)
+    report["prediction_drift"] = prediction_drift(predictions, reference.get("predictions"), classification,
+                                                  config).to_dict()
+    report["timeline"] = timeline_from_scan(counts, reference, classification, config, timeline_freq) \
+        if report["reference_available"] else None
+    report["quality"] = with_totals({name: acc.quality(stats[name], counts.rows, counts.coerced.get(name, 0))
+                                     for name, acc in counts.features.items()}, counts.rows)
+    report["traffic"] = counts.traffic_report(traffic_freq)
+    report["streamed"] = True
     return report
 
 

@@ -276,6 +276,22 @@ class Store:
         return ds.dataset(files, schema=schema or self.schema(files), format="parquet",
                           filesystem=self.fs if self.remote else None)
 
+    def window(self, model: str, since: dt.datetime | None = None, until: dt.datetime | None = None, *,
+               version: str | None = None, kind: str = PREDICTIONS) -> tuple[ds.Dataset | None, Any]:
+        """The dataset of the window's files and the row filter (for streaming scans); (None, None) if empty."""
+        files = self.files(model, kind, since, until)
+        if not files:
+            return None, None
+        condition = None
+        for clause in (
+            ds.field("time") >= pa.scalar(utc(since), pa.timestamp("us", tz="UTC")) if since else None,
+            ds.field("time") < pa.scalar(utc(until), pa.timestamp("us", tz="UTC")) if until else None,
+            ds.field("version") == version if version else None,
+        ):
+            if clause is not None:
+                condition = clause if condition is None else condition & clause
+        return self.dataset(files), condition
+
     def read(self, model: str, since: dt.datetime | None = None, until: dt.datetime | None = None, *,
              version: str | None = None, columns: list[str] | None = None, kind: str = PREDICTIONS,
              request_ids: pa.Array | None = None) -> pa.Table:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from berth.monitoring.drift import DriftConfig, dataset_drift, prediction_drift
+from berth.monitoring.drift import Counted, DriftConfig, combine, dataset_drift, feature_drift, prediction_drift
 
 MAX_BUCKETS = 60
 
@@ -41,15 +41,38 @@ def drift_timeline(times: pd.Series, frame: pd.DataFrame, predictions: pd.Series
     groups = pd.Series(np.arange(len(times))).groupby(starts.to_numpy()).indices
     keys = sorted(groups)[-MAX_BUCKETS:]
     names = [n for n in reference.get("features", {}) if n in frame.columns]
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in [*names, "prediction"]}
-    dataset: list[bool] = []
+    results = []
     for key in keys:
         index = groups[key]
-        part = frame.iloc[index]
-        result = dataset_drift(part, reference, config)
+        results.append((dataset_drift(frame.iloc[index], reference, config),
+                        prediction_drift(predictions.iloc[index], reference.get("predictions"), classification,
+                                         config)))
+    labels = [pd.Timestamp(key).tz_localize("UTC").isoformat() if pd.Timestamp(key).tzinfo is None
+              else pd.Timestamp(key).isoformat() for key in keys]
+    return assemble(freq, labels, names, results)
+
+
+def timeline_from_scan(scan: Any, reference: dict[str, Any], classification: bool, config: DriftConfig,
+                       freq: str) -> dict[str, Any]:
+    """The same, from the counts of a streaming scan (:mod:`berth.monitoring.scan`)."""
+    starts = scan.bucket_starts()[-MAX_BUCKETS:]
+    names = list(scan.features)
+    results = []
+    for index, _ in starts:
+        features = [feature_drift(name, counts.counted(index), reference["features"][name], config)
+                    for name, counts in scan.features.items()]
+        predictions = scan.prediction.counted(index) if scan.prediction is not None else Counted(0)
+        results.append((combine(features, config), prediction_drift(predictions, reference.get("predictions"),
+                                                                     classification, config)))
+    return assemble(freq, [label for _, label in starts], names, results)
+
+
+def assemble(freq: str, labels: list[str], names: list[str], results: list[tuple[Any, Any]]) -> dict[str, Any]:
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in [*names, "prediction"]}
+    dataset: list[bool] = []
+    for result, output in results:
         for feature in result.features:
             rows[feature.feature].append(cell(feature))
-        output = prediction_drift(predictions.iloc[index], reference.get("predictions"), classification, config)
         rows["prediction"].append(cell(output))
         dataset.append(result.drifted)
     first = next((i for i, drifted in enumerate(dataset) if drifted), None)
@@ -58,8 +81,6 @@ def drift_timeline(times: pd.Series, frame: pd.DataFrame, predictions: pd.Series
         since = len(dataset) - 1
         while since > 0 and dataset[since - 1]:
             since -= 1
-    labels = [pd.Timestamp(key).tz_localize("UTC").isoformat() if pd.Timestamp(key).tzinfo is None
-              else pd.Timestamp(key).isoformat() for key in keys]
     return {"bucket": freq, "starts": labels, "features": rows, "dataset_drift": dataset,
             "first_drift": labels[first] if first is not None else None,
             "drift_since": labels[since] if since is not None else None,
