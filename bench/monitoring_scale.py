@@ -182,7 +182,8 @@ def render(args: argparse.Namespace, filled: dict[str, float], runs: dict[str, d
         f"{args.rows} --labelled {args.labelled}`.",
         "",
         f"The log: {args.rows:,} predictions over 24 hours (iris, 4 features; three shifted in the last "
-        f"fifth: sepal length, sepal width, petal length), {filled['labelled']:,.0f} labels; {filled['files']:.0f} Parquet files of {args.file_rows:,} rows, "
+        f"fifth: sepal length, sepal width, petal length), {filled['labelled']:,.0f} labels; "
+        f"{filled['files']:.0f} Parquet files of {args.file_rows:,} rows, "
         f"{filled['mb']:,.0f} MB (written in {filled['seconds']:.0f} s). Each figure is `build_report` in a fresh "
         "process: wall time and that process's peak RSS. Targets: 10,000,000 rows (1,000,000 labelled) in <= 10 s "
         "and <= 1 GB from local disk.",

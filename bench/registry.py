@@ -9,7 +9,8 @@ with the baseline a plain script would pay for the same bytes: copy the files to
 Registration does more by design (verify the source, upload, read the stored copy back and hash it, commit), so
 the ratio says what the integrity guarantees cost. ``alias_version`` (the query every alias-following server
 polls) is timed ``--lookups`` times per database. PostgreSQL runs from Debian's binaries in a temporary
-directory (tests/postgres_fixture.py); S3 is moto's server on loopback. Either is skipped, and said so, if absent.
+directory (support/postgres.py); S3 is moto's server on loopback (support/s3.py). Either is skipped, and said
+so, if absent.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ import numpy as np
 import berth
 from berth import storage
 from berth.registry import Registry
+from support.postgres import missing_reason, running_postgres
+from support.s3 import DUMMY_AWS_ENV, ENDPOINT_ENV, S3, UNSET_AWS_ENV, loopback_s3, missing_modules
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 class Weights:
@@ -81,37 +83,27 @@ def timed(action: Callable[[], object]) -> float:
 
 
 @contextmanager
-def loopback_s3() -> Iterator[str | None]:
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:
+def s3_store() -> Iterator[str | None]:
+    """A bucket on moto's loopback server (``support.s3``), with berth and s3fs pointed at it; None without moto."""
+    missing = missing_modules()
+    if missing:
+        print(f"S3 skipped: missing {', '.join(missing)}", file=sys.stderr)
         yield None
         return
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    os.environ.update({"BERTH_S3_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
-                       "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_EC2_METADATA_DISABLED": "true", "NO_PROXY": "127.0.0.1,localhost"})
-    import s3fs
-
-    s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}).mkdir("bench")
-    try:
-        yield "s3://bench"
-    finally:
-        server.stop()
+    with loopback_s3() as endpoint:
+        os.environ.update({**DUMMY_AWS_ENV, ENDPOINT_ENV: endpoint, "NO_PROXY": "127.0.0.1,localhost"})
+        for name in UNSET_AWS_ENV:
+            os.environ.pop(name, None)
+        bucket = S3(endpoint, "bench")
+        bucket.fresh_fs().mkdir(bucket.bucket)
+        yield bucket.url()
 
 
 @contextmanager
 def postgres() -> Iterator[str | None]:
-    from tests.postgres_fixture import missing_reason, running_postgres
-
-    if missing_reason():
-        print(f"PostgreSQL skipped: {missing_reason()}", file=sys.stderr)
+    reason = missing_reason()
+    if reason:
+        print(f"PostgreSQL skipped: {reason}", file=sys.stderr)
         yield None
         return
     with running_postgres() as server:
@@ -156,7 +148,7 @@ def main() -> None:
         source = make_bundle(scratch, args.mb, salt=0)
         size = berth.inspect(source).size
         salts = itertools.count(1)
-        s3 = stack.enter_context(loopback_s3())
+        s3 = stack.enter_context(s3_store())
         pg = stack.enter_context(postgres())
         databases = [("SQLite", f"sqlite:///{scratch / 'registry.db'}")] + ([("PostgreSQL", pg)] if pg else [])
         stores = [("local files", str(scratch / "artifacts"))] + ([("loopback S3", s3)] if s3 else [])

@@ -1,4 +1,5 @@
-"""Shared fixtures: the iris data, a small forest trained on it, and a fresh bundle of it per test."""
+"""Shared fixtures: the iris data, a small forest trained on it, a fresh bundle of it per test, and one local Ray
+instance and one Dask cluster per session for the tests that need them (started on first use)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 
 import berth
+from tests.deploy.ray_support import require_ray
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,3 +45,27 @@ def iris_forest_bundle(tmp_path: Path, iris_forest: RandomForestClassifier,
     berth.save(iris_forest, path, sample=X.head(20), reference=X, name="iris", metrics={"accuracy": 0.96},
                tags={"team": "ml"})
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One local Ray instance (2 CPUs) for the whole session, started on first use: code that runs Ray while
+    it is up uses it (``berth.deploy.ray_runtime.ray_instance``) instead of starting its own."""
+    require_ray("ray.data")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    try:
+        yield None
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def dask_address() -> Iterator[str]:
+    """One local Dask cluster of two worker processes for the session, reached by address as a remote one is."""
+    require_ray()  # the extras are installed together; Dask's own check follows
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        yield cluster.scheduler_address

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import joblib
 import pandas as pd
@@ -178,3 +179,102 @@ def test_pack_and_unpack_round_trip(tmp_path: Path, iris_forest_bundle: Path, ov
     again = runner.invoke(app, ["unpack", str(archive), "-o", str(copy), *(["--overwrite"] if overwrite else [])])
     assert again.exit_code == (0 if overwrite else 1)
     assert runner.invoke(app, ["verify", str(archive)]).exit_code == 0
+
+
+# --------------------------------------------------------------------------- conventions
+
+
+def test_version_option_prints_what_version_prints() -> None:
+    option, command = runner.invoke(app, ["--version"]), runner.invoke(app, ["version"])
+    assert option.exit_code == command.exit_code == 0
+    assert option.stdout == command.stdout and option.stdout.startswith(f"berth {berth.__version__} (Python ")
+
+
+def test_shell_completion_is_on() -> None:
+    shown = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert "--install-completion" in shown.stdout and "--show-completion" in shown.stdout
+    script = runner.invoke(app, ["--show-completion", "bash"], prog_name="berth")
+    assert script.exit_code == 0, script.output
+    assert "_BERTH_COMPLETE=complete_bash" in script.stdout
+    words = runner.invoke(app, [], env={"_BERTH_COMPLETE": "complete_bash", "COMP_WORDS": "berth se",
+                                        "COMP_CWORD": "1"}, prog_name="berth")
+    assert words.stdout.split() == ["serve"]  # what bash gets when it asks the completion protocol
+
+
+def command_paths(command: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    subcommands = getattr(command, "commands", None)
+    if not subcommands:
+        return [prefix]
+    return [prefix, *(p for name, sub in subcommands.items() for p in command_paths(sub, (*prefix, name)))]
+
+
+def test_boolean_options_are_shown_as_flags_in_every_help() -> None:
+    import typer
+
+    paths = command_paths(typer.main.get_command(app))
+    assert ("serve",) in paths and ("models", "list") in paths and ("monitor", "check") in paths
+    for path in paths:
+        shown = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert shown.exit_code == 0, (path, shown.output)
+        assert "<bool>" not in shown.stdout, path
+    serve = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "--trust" in serve and "--no-batching" in serve and "<int>" in serve  # other types are still shown
+
+
+def test_tables_are_tab_separated_when_piped(iris_forest_bundle: Path) -> None:
+    result = runner.invoke(app, ["inspect", str(iris_forest_bundle)], env={"COLUMNS": "40"})  # a pipe, not a tty
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    manifest = berth.inspect(iris_forest_bundle)
+    assert f"digest\t{manifest.content_digest}" in lines  # whole, on one line, however narrow the terminal
+    assert "# Files" in lines and "path\tsize\tsha256" in lines
+    assert "petal width (cm)\tfloat64\tno" in lines
+    assert not any(mark in result.stdout for mark in "│┃━─╭")
+
+
+def test_verify_and_predict_json(tmp_path: Path, iris_forest_bundle: Path, iris_data: Iris) -> None:
+    verified = runner.invoke(app, ["verify", str(iris_forest_bundle), "--json"])
+    manifest = berth.inspect(iris_forest_bundle)
+    assert verified.exit_code == 0
+    assert json.loads(verified.stdout) == {"uri": str(iris_forest_bundle), "ok": True, "name": manifest.name,
+                                           "files": len(manifest.files), "content_digest": manifest.content_digest}
+    X, _ = iris_data
+    X.to_csv(tmp_path / "rows.csv", index=False)
+    predicted = runner.invoke(app, ["predict", str(iris_forest_bundle), "-i", str(tmp_path / "rows.csv"),
+                                    "-o", str(tmp_path / "out.csv"), "--json"])
+    assert predicted.exit_code == 0, predicted.output
+    assert json.loads(predicted.stdout) == {"rows": 150, "output": str(tmp_path / "out.csv")}
+
+
+def test_unpack_of_anything_but_an_archive_is_one_line(tmp_path: Path, iris_forest_bundle: Path) -> None:
+    (tmp_path / "text.berth").write_text("not an archive\n")
+    archive = tmp_path / "iris.berth"
+    assert runner.invoke(app, ["pack", str(iris_forest_bundle), "-o", str(archive)]).exit_code == 0
+    (tmp_path / "cut.berth").write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    for source, reason in ((tmp_path / "text.berth", "not a gzip-compressed tar file"),
+                           (tmp_path / "cut.berth", "damaged or truncated"),
+                           (iris_forest_bundle, "is a directory, not a .berth archive")):
+        result = runner.invoke(app, ["unpack", str(source), "-o", str(tmp_path / "out")])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.count("\n") == 1 and reason in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_import_pack_unpack_json(tmp_path: Path, iris_forest: RandomForestClassifier,
+                                 iris_forest_bundle: Path) -> None:
+    joblib.dump(iris_forest, tmp_path / "model.joblib")
+    imported = runner.invoke(app, ["import", str(tmp_path / "model.joblib"), "-o", str(tmp_path / "b"), "--trust",
+                                   "--name", "iris", "--json"])
+    assert imported.exit_code == 0, imported.output
+    report = json.loads(imported.stdout)
+    manifest = berth.inspect(tmp_path / "b")
+    assert report == {"source": str(tmp_path / "model.joblib"), "output": str(tmp_path / "b"), "name": "iris",
+                      "flavor": "sklearn", "format": "skops", "files": len(manifest.files),
+                      "content_digest": manifest.content_digest}
+    archive = tmp_path / "iris.berth"
+    packed = json.loads(runner.invoke(app, ["pack", str(iris_forest_bundle), "-o", str(archive), "--json"]).stdout)
+    unpacked = json.loads(runner.invoke(app, ["unpack", str(archive), "-o", str(tmp_path / "u"), "--json"]).stdout)
+    digest = berth.inspect(iris_forest_bundle).content_digest
+    assert (packed["output"], packed["content_digest"]) == (str(archive), digest)
+    assert (unpacked["archive"], unpacked["output"], unpacked["content_digest"]) == (
+        str(archive), str(tmp_path / "u"), digest)

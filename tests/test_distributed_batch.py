@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,6 @@ from berth.deploy.distributed_batch import (
     predict_dataset,
     read_partition,
 )
-from tests.deploy.ray_support import require_ray
 
 Iris = tuple[pd.DataFrame, pd.Series]
 IDS = ScoreOptions(id_column="flower", chunk_size=16)
@@ -161,32 +159,10 @@ def test_the_command_scores_a_directory(tmp_path: Path, dataset: Path, spec: Mod
 # ------------------------------------------------------------------------------------------ Ray and Dask
 
 
-@pytest.fixture(scope="module")
-def ray_address() -> Iterator[None]:
-    """A local Ray instance for the module (the engine uses an instance that is already running)."""
-    require_ray("ray.data")
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    try:
-        yield None
-    finally:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def dask_address() -> Iterator[str]:
-    """A local Dask cluster of two worker processes, reached by address as a remote cluster would be."""
-    require_ray()  # the extras are installed together; Dask's own check follows
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
-        yield cluster.scheduler_address
-
-
 def engine_address(engine: str, request: pytest.FixtureRequest) -> str | None:
+    """The session's Dask cluster by address, or None for the session's local Ray instance (tests/conftest.py)."""
     return request.getfixturevalue("dask_address") if engine == "dask" else request.getfixturevalue(
-        "ray_address")
+        "ray_local")
 
 
 @pytest.mark.slow

@@ -66,3 +66,24 @@ def test_cli_help_imports_no_heavy_package() -> None:
     assert "berth" in packages
     heavy = sorted(packages.intersection(HEAVY))
     assert not heavy, f"`berth --help` imports {', '.join(heavy)}; import them lazily, inside the commands"
+
+
+@pytest.mark.parametrize("module", ["berth.manifest", "berth.signature", "berth.source", "berth.packing",
+                                    "berth.registry.store", "berth.deploy.docker"])
+def test_the_read_side_of_a_bundle_imports_no_heavy_package(module: str) -> None:
+    """Reading and verifying a bundle (the registry, packing, berth build, berth inspect) needs no numpy or
+    pandas: those belong to saving (berth.bundle, berth.signature_inference) and loading a model."""
+    result = run_profiled([sys.executable, "-X", "importtime", "-c", f"import {module}"])
+    packages = imported_packages(result.stderr)
+    heavy = sorted(packages.intersection(HEAVY))
+    assert not heavy, f"`import {module}` imports {', '.join(heavy)}"
+
+
+def test_json_ready_converts_numpy_and_pandas_values_once_they_are_imported() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from berth.signature import json_ready
+
+    value = {"a": np.array([1.5, np.nan]), "b": np.int64(3), "c": pd.Timestamp("2026-01-02"), 4: (np.float32(2),)}
+    assert json_ready(value) == {"a": [1.5, None], "b": 3, "c": "2026-01-02T00:00:00", "4": [2.0]}

@@ -17,7 +17,10 @@ from berth.errors import (
     FlavorError,
     IntegrityError,
     PredictionError,
+    RegistryConflictError,
     RegistryError,
+    RegistryNotFoundError,
+    RegistrySchemaError,
     SignatureError,
     StorageError,
     TrustError,
@@ -26,6 +29,7 @@ from berth.errors import (
 
 if TYPE_CHECKING:
     from berth.bundle import save
+    from berth.flavors.base import Flavor, Predictor, SavedPayload
     from berth.importer import import_model
     from berth.manifest import Manifest
     from berth.model import LoadedModel, inspect, load, verify
@@ -34,9 +38,10 @@ if TYPE_CHECKING:
     from berth.serving import serve
     from berth.signature import Signature
 
-__version__ = "0.1.0"
+    __version__: str  # the installed distribution's (berth.version), read on first use
 
 _LAZY = {
+    "__version__": "berth.version",
     "save": "berth.bundle",
     "load": "berth.model",
     "inspect": "berth.model",
@@ -49,6 +54,9 @@ _LAZY = {
     "Signature": "berth.signature",
     "serve": "berth.serving",
     "Registry": "berth.registry.store",
+    "Flavor": "berth.flavors.base",  # the plugin base of a flavor (entry-point group "berth.flavors")
+    "Predictor": "berth.flavors.base",
+    "SavedPayload": "berth.flavors.base",
 }
 
 __all__ = [
@@ -56,13 +64,19 @@ __all__ = [
     "BerthWarning",
     "BundleError",
     "EnvironmentMismatchError",
+    "Flavor",
     "FlavorError",
     "IntegrityError",
     "LoadedModel",
     "Manifest",
     "PredictionError",
+    "Predictor",
     "Registry",
+    "RegistryConflictError",
     "RegistryError",
+    "RegistryNotFoundError",
+    "RegistrySchemaError",
+    "SavedPayload",
     "Signature",
     "SignatureError",
     "StorageError",
@@ -84,7 +98,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'berth' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = imported.version() if name == "__version__" else getattr(imported, name)
     globals()[name] = value
     return value
 

@@ -10,7 +10,7 @@ never leaves a half-written output.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +69,7 @@ def iter_chunks(
     *,
     signature: Signature | None = None,
     text_columns: tuple[str, ...] = (),
-) -> Iterator[pd.DataFrame]:
+) -> Generator[pd.DataFrame, None, None]:
     """The table at ``path`` as DataFrames of at most ``chunk_size`` rows.
 
     CSV holds only text: with a ``signature`` its string columns stay text and its numeric columns become

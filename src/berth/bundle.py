@@ -1,27 +1,23 @@
-"""Write, read and verify bundles: ``berth.json`` plus payload files, each hashed."""
+"""Write bundles: ``berth.json`` plus payload files, each hashed.
+
+The write side only: reading and verifying a bundle live with the manifest (:mod:`berth.manifest`), so that
+reading one does not import flavors, coercion, reference statistics or pandas.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from berth import environment, lineage, storage
 from berth.coercion import coerce
-from berth.errors import BerthError, BundleError, FlavorError, IntegrityError, SignatureError
+from berth.errors import BerthError, BundleError, FlavorError, SignatureError
 from berth.flavors.base import Flavor, Predictor, all_flavors, flavor_for, get_flavor
-from berth.manifest import MANIFEST_NAME, FileEntry, Manifest, sanitize_params
+from berth.manifest import MANIFEST_NAME, Manifest, hash_files, sanitize_params
 from berth.reference import prediction_stats, reference_stats
-from berth.signature import (
-    OutputSpec,
-    Signature,
-    columns_from_model,
-    infer_input,
-    infer_output,
-    json_ready,
-)
+from berth.signature import OutputSpec, Signature, json_ready
+from berth.signature_inference import columns_from_model, infer_input, infer_output
 
 REFERENCE_PREDICTION_ROWS = 100_000
 
@@ -141,47 +137,3 @@ def build_lineage() -> dict[str, Any]:
     if git:
         info["git"] = git
     return info
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def hash_files(directory: Path, names: list[str]) -> list[FileEntry]:
-    entries = []
-    for name in names:
-        target = directory / name
-        files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
-        for file in files:
-            entries.append(FileEntry(file.relative_to(directory).as_posix(), sha256_file(file), file.stat().st_size))
-    return entries
-
-
-def read_manifest(directory: Path) -> Manifest:
-    path = directory / MANIFEST_NAME
-    if not path.is_file():
-        if not directory.exists():
-            raise BundleError(f"no bundle at {directory}: the path does not exist")
-        raise BundleError(f"{directory} is not a berth bundle: it has no {MANIFEST_NAME}")
-    return Manifest.from_json(path.read_bytes(), str(path))
-
-
-def verify_directory(directory: Path, manifest: Manifest) -> None:
-    """Check every payload file's size and sha256 against the manifest; name each file that differs."""
-    problems = []
-    root = directory.resolve()
-    for entry in manifest.files:
-        file = (directory / entry.path).resolve()
-        if not file.is_relative_to(root):
-            problems.append({"loc": ["files", entry.path], "msg": "path leaves the bundle directory"})
-        elif not file.is_file():
-            problems.append({"loc": ["files", entry.path], "msg": "file is missing"})
-        elif file.stat().st_size != entry.size:
-            problems.append({"loc": ["files", entry.path],
-                             "msg": f"size is {file.stat().st_size} bytes, the manifest says {entry.size}"})
-        elif sha256_file(file) != entry.sha256:
-            problems.append({"loc": ["files", entry.path], "msg": "sha256 does not match the manifest"})
-    if problems:
-        names = ", ".join(f"{p['loc'][1]} ({p['msg']})" for p in problems)
-        raise IntegrityError(f"bundle {directory} failed verification: {names}; refusing to load it", problems)

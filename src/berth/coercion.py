@@ -8,6 +8,7 @@ which row and which field is wrong.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -181,7 +182,7 @@ def _check_matrix(signature: Signature, array: np.ndarray, problems: _Problems) 
             problems.add("infinite value is not allowed", row=int(row), field=spec.name)
 
 
-def _records(signature: Signature, records: list[Any], problems: _Problems) -> dict[str, Any]:
+def _records(signature: Signature, records: Sequence[Any], problems: _Problems) -> dict[str, Any]:
     known = set(signature.names)
     columns: dict[str, list[Any]] = {name: [] for name in signature.names}
     for i, record in enumerate(records):
@@ -264,14 +265,14 @@ def _check_numeric(spec: ColumnSpec, array: np.ndarray, problems: _Problems) -> 
     if array.dtype.kind == "f":
         nan = np.isnan(array)
         if not spec.nullable:
-            for i in np.flatnonzero(nan):
-                problems.add("missing value (null/NaN) is not allowed", row=int(i), field=spec.name)
-        for i in np.flatnonzero(np.isinf(array)):
-            problems.add("infinite value is not allowed", row=int(i), field=spec.name)
+            for row in np.flatnonzero(nan):
+                problems.add("missing value (null/NaN) is not allowed", row=int(row), field=spec.name)
+        for row in np.flatnonzero(np.isinf(array)):
+            problems.add("infinite value is not allowed", row=int(row), field=spec.name)
         if spec.is_integer:
             fractional = ~nan & (np.floor(array) != array)
-            for i in np.flatnonzero(fractional):
-                problems.add(f"expected an integer, got {array[i].item()!r}", row=int(i), field=spec.name)
+            for row in np.flatnonzero(fractional):
+                problems.add(f"expected an integer, got {array[row].item()!r}", row=int(row), field=spec.name)
             if nan.any():
                 return array  # integers with gaps stay float, as pandas and scikit-learn expect
     return array.astype(spec.dtype, copy=False)

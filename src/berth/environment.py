@@ -52,7 +52,7 @@ def check(python: str, libraries: dict[str, str], *, allow_mismatch: bool = Fals
     """
     refusals: list[str] = []
     notes: list[str] = []
-    pairs = [("Python", python, python_version())]
+    pairs: list[tuple[str, str, str | None]] = [("Python", python, python_version())]
     pairs += [(name, saved, installed_version(name)) for name, saved in sorted(libraries.items())]
     for name, saved, current in pairs:
         if current is None:

@@ -3,11 +3,18 @@
 Every error a user can cause is a :class:`BerthError`. The class carries what the transports need: the HTTP
 status a server answers with, a short machine-readable ``code``, and the CLI exit code. ``details`` holds
 precise locations (``{"loc": [...], "msg": ...}``), e.g. the row and field of a bad value.
+
+:func:`render_error` is the one place an exception becomes what an HTTP client sees (the server and the
+dashboard both answer with it).
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from typing import Any
+
+log = logging.getLogger("berth.errors")
 
 
 class BerthWarning(UserWarning):
@@ -92,6 +99,13 @@ class PredictionError(BerthError):
     code = "prediction_failed"
 
 
+class InternalError(BerthError):
+    """Something failed that berth did not foresee (a bug): the client is told an error id, the log has the rest."""
+
+    status_code = 500
+    code = "internal_error"
+
+
 class RequestError(BerthError):
     """A request to the server is malformed: not JSON, not the shape a protocol expects."""
 
@@ -155,3 +169,23 @@ class RegistrySchemaError(RegistryError):
 
     status_code = 500
     code = "registry_schema"
+
+
+def public_error(exc: BaseException) -> BerthError:
+    """What a client may be told about ``exc``: a :class:`BerthError` as it is; a model's own failure or anything
+    unforeseen as a new 500 error that carries only an error id, logged here with the traceback."""
+    if isinstance(exc, BerthError) and not isinstance(exc, PredictionError):
+        return exc
+    error_id = secrets.token_hex(6)
+    log.error("error %s: %s", error_id, exc, exc_info=exc)
+    details = [{"loc": [], "msg": f"error id {error_id}"}]
+    if isinstance(exc, PredictionError):
+        return PredictionError(f"internal error {error_id}: the model failed on this input", details)
+    return InternalError(f"internal error {error_id}", details)
+
+
+def render_error(exc: BaseException, *, v2: bool = False) -> tuple[int, dict[str, Any]]:
+    """``(status, body)`` of the answer to ``exc``: ``{"error": {"code", "message", "details"}}``, or the Open
+    Inference Protocol's ``{"error": "message"}`` when ``v2``. Renders without changing ``exc``."""
+    error = public_error(exc)
+    return error.status_code, ({"error": error.message} if v2 else {"error": error.to_dict()})

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from berth import storage
-from berth.bundle import sha256_file
 from berth.errors import (
     BerthError,
     BundleError,
@@ -25,7 +24,7 @@ from berth.errors import (
     TrustError,
     UsageError,
 )
-from berth.manifest import MANIFEST_NAME, Manifest, sanitize_params
+from berth.manifest import MANIFEST_NAME, Manifest, sanitize_params, sha256_file
 
 SUFFIXES = {".joblib": "joblib", ".jbl": "joblib", ".pkl": "pickle", ".pickle": "pickle", ".sav": "pickle",
             ".onnx": "onnx"}

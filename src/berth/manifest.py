@@ -1,13 +1,19 @@
-"""The manifest, ``berth.json``: everything needed to verify, load and monitor a bundle."""
+"""The manifest, ``berth.json``: everything needed to verify, load and monitor a bundle; reading and verifying.
+
+The read side of a bundle: :func:`read_manifest` and :func:`verify_directory` need nothing heavier than the
+standard library (no numpy, pandas or flavors), so the registry, packing and ``berth inspect`` stay light.
+Writing a bundle is :mod:`berth.bundle`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from berth.errors import BundleError
+from berth.errors import BundleError, IntegrityError
 from berth.signature import Signature, json_ready
 
 MANIFEST_NAME = "berth.json"
@@ -55,7 +61,7 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["signature"] = self.signature.to_dict() if self.signature else None
-        return json_ready(data)  # type: ignore[no-any-return]
+        return json_ready(data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str) + "\n"
@@ -95,3 +101,47 @@ def sanitize_params(params: dict[str, Any]) -> dict[str, Any]:
             value = repr(value)
         clean[str(key)] = value
     return clean
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def hash_files(directory: Path, names: list[str]) -> list[FileEntry]:
+    entries = []
+    for name in names:
+        target = directory / name
+        files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+        for file in files:
+            entries.append(FileEntry(file.relative_to(directory).as_posix(), sha256_file(file), file.stat().st_size))
+    return entries
+
+
+def read_manifest(directory: Path) -> Manifest:
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        if not directory.exists():
+            raise BundleError(f"no bundle at {directory}: the path does not exist")
+        raise BundleError(f"{directory} is not a berth bundle: it has no {MANIFEST_NAME}")
+    return Manifest.from_json(path.read_bytes(), str(path))
+
+
+def verify_directory(directory: Path, manifest: Manifest) -> None:
+    """Check every payload file's size and sha256 against the manifest; name each file that differs."""
+    problems = []
+    root = directory.resolve()
+    for entry in manifest.files:
+        file = (directory / entry.path).resolve()
+        if not file.is_relative_to(root):
+            problems.append({"loc": ["files", entry.path], "msg": "path leaves the bundle directory"})
+        elif not file.is_file():
+            problems.append({"loc": ["files", entry.path], "msg": "file is missing"})
+        elif file.stat().st_size != entry.size:
+            problems.append({"loc": ["files", entry.path],
+                             "msg": f"size is {file.stat().st_size} bytes, the manifest says {entry.size}"})
+        elif sha256_file(file) != entry.sha256:
+            problems.append({"loc": ["files", entry.path], "msg": "sha256 does not match the manifest"})
+    if problems:
+        names = ", ".join(f"{p['loc'][1]} ({p['msg']})" for p in problems)
+        raise IntegrityError(f"bundle {directory} failed verification: {names}; refusing to load it", problems)

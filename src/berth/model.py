@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from berth import environment, packing, storage
-from berth.bundle import read_manifest, verify_directory
+from berth import environment
 from berth.coercion import coerce
-from berth.errors import BerthError, BundleError, FlavorError, PredictionError, StorageError
+from berth.errors import BerthError, FlavorError, PredictionError
 from berth.flavors.base import Predictor, get_flavor
-from berth.manifest import MANIFEST_NAME, Manifest
+from berth.manifest import Manifest
 from berth.signature import Signature
+from berth.source import LocalBundle, open_bundle, read_manifest_at, registry_for
 
 if TYPE_CHECKING:
+    from berth.registry.store import Registry
     from berth.registry.uri import RegistryEntry
-
-MODEL_URI_SCHEME = "models:/"
 
 
 class LoadedModel:
@@ -89,91 +86,42 @@ def load(
     trust: bool = False,
     trusted_types: Iterable[str] = (),
     allow_version_mismatch: bool = False,
+    registry: Registry | None = None,
 ) -> LoadedModel:
     """Load and verify the bundle at ``uri``: a directory, a packed ``.berth`` file, or an fsspec URL.
 
     Every payload file's sha256 is checked first; pickle-based payloads need ``trust=True``; a different major
     version of Python or of a library the flavor needs refuses to load unless ``allow_version_mismatch``.
-    A model URI (``models:/iris/3``, ``models:/iris@production``) loads from the registry the environment names.
+    A model URI (``models:/iris/3``, ``models:/iris@production``) loads from ``registry``, by default the
+    registry the environment names (``BERTH_REGISTRY_URL``).
     """
-    if str(uri).startswith(MODEL_URI_SCHEME):
-        entry, location = resolve_model_uri(str(uri))
-        model = load(location, trust=trust, trusted_types=trusted_types,
-                     allow_version_mismatch=allow_version_mismatch)
-        check_registered(model.manifest, entry)
-        model.source, model.registry = str(uri), entry
-        return model
-    if packing.is_archive(uri):
-        with storage.local_file(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
-            packing.extract(archive, Path(scratch))
-            return _load_directory(Path(scratch), str(uri), trust, list(trusted_types), allow_version_mismatch)
-    with storage.local_directory(uri) as directory:
-        return _load_directory(directory, str(uri), trust, list(trusted_types), allow_version_mismatch)
+    with open_bundle(uri, registry=registry_for([str(uri)], registry)) as bundle:
+        return load_bundle(bundle, trust=trust, trusted_types=list(trusted_types),
+                           allow_version_mismatch=allow_version_mismatch)
 
 
-def _load_directory(directory: Path, source: str, trust: bool, trusted_types: list[str],
-                    allow_version_mismatch: bool) -> LoadedModel:
-    manifest = read_manifest(directory)
-    verify_directory(directory, manifest)
+def load_bundle(bundle: LocalBundle, *, trust: bool = False, trusted_types: Iterable[str] = (),
+                allow_version_mismatch: bool = False) -> LoadedModel:
+    """Load a bundle that :func:`berth.source.open_bundle` opened (and verified)."""
+    manifest = bundle.manifest
     environment.check(manifest.python, manifest.libraries, allow_mismatch=allow_version_mismatch)
     flavor = get_flavor(manifest.flavor)
     try:
-        predictor = flavor.load(directory, manifest, trust=trust, trusted_types=trusted_types)
+        predictor = flavor.load(bundle.directory, manifest, trust=trust, trusted_types=list(trusted_types))
     except BerthError:
         raise
     except Exception as exc:  # a framework's own error while reading a payload that passed verification
-        raise FlavorError(f"the {manifest.flavor} flavor cannot load {source} ({manifest.format}): "
+        raise FlavorError(f"the {manifest.flavor} flavor cannot load {bundle.uri} ({manifest.format}): "
                           f"{type(exc).__name__}: {exc}") from exc
-    return LoadedModel(manifest, predictor, source)
+    return LoadedModel(manifest, predictor, bundle.uri, bundle.entry)
 
 
-def inspect(uri: str | os.PathLike[str]) -> Manifest:
+def inspect(uri: str | os.PathLike[str], *, registry: Registry | None = None) -> Manifest:
     """Read a bundle's manifest without loading its payload."""
-    if str(uri).startswith(MODEL_URI_SCHEME):
-        entry, location = resolve_model_uri(str(uri))
-        return check_registered(inspect(location), entry)
-    if packing.is_archive(uri):
-        with storage.local_file(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-unpack-") as scratch:
-            return packing.extract(archive, Path(scratch))
-    if storage.is_remote(uri):
-        location = storage.join(str(uri), MANIFEST_NAME)
-        try:
-            text = storage.read_bytes(location)
-        except StorageError as exc:
-            raise BundleError(f"{uri} is not a berth bundle: it has no {MANIFEST_NAME}") from exc
-        return Manifest.from_json(text, location)
-    return read_manifest(storage.local_path(uri))
+    return read_manifest_at(uri, registry=registry_for([str(uri)], registry))
 
 
-def verify(uri: str | os.PathLike[str]) -> Manifest:
+def verify(uri: str | os.PathLike[str], *, registry: Registry | None = None) -> Manifest:
     """Check every file of the bundle at ``uri`` against its manifest; raises IntegrityError naming the file."""
-    if str(uri).startswith(MODEL_URI_SCHEME):
-        entry, location = resolve_model_uri(str(uri))
-        return check_registered(verify(location), entry)
-    if packing.is_archive(uri):
-        return inspect(uri)  # extraction verifies
-    with storage.local_directory(uri) as directory:
-        manifest = read_manifest(directory)
-        verify_directory(directory, manifest)
-        return manifest
-
-
-def resolve_model_uri(uri: str) -> tuple[RegistryEntry, str]:
-    """The registry entry a ``models:/`` URI names, and where its bundle is."""
-    from berth.registry.store import default_registry
-    from berth.registry.uri import RegistryEntry, parse_model_uri
-
-    parsed = parse_model_uri(uri)
-    assert parsed is not None
-    found = default_registry().resolve(parsed)
-    return RegistryEntry(found.name, found.version, parsed.alias, uri, found.digest), found.artifact_uri
-
-
-def check_registered(manifest: Manifest, entry: RegistryEntry) -> Manifest:
-    """The stored bundle must still be the one registered: same content digest as the registry recorded."""
-    if manifest.content_digest != entry.digest:
-        from berth.errors import IntegrityError
-
-        raise IntegrityError(f"{entry.uri} (version {entry.version}) was registered with digest {entry.digest}, "
-                             f"but its stored bundle has {manifest.content_digest}; refusing to use it")
-    return manifest
+    with open_bundle(uri, registry=registry_for([str(uri)], registry)) as bundle:
+        return bundle.manifest

@@ -11,9 +11,8 @@ import tarfile
 from pathlib import Path
 
 from berth import storage
-from berth.bundle import read_manifest, verify_directory
 from berth.errors import BundleError
-from berth.manifest import MANIFEST_NAME, Manifest
+from berth.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_directory
 
 SUFFIX = ".berth"
 
@@ -38,14 +37,26 @@ def extract(archive: Path, directory: Path) -> Manifest:
         with tarfile.open(archive, "r:*") as tar:
             tar.extractall(directory, filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise BundleError(f"{archive.name} is not a readable berth archive: {exc}") from exc
+        raise BundleError(f"{archive.name} is not a readable berth archive: {archive_problem(archive, exc)}") from exc
     manifest = read_manifest(directory)
     verify_directory(directory, manifest)
     return manifest
 
 
+def archive_problem(archive: Path, exc: BaseException) -> str:
+    """One line on why ``archive`` could not be read (tarfile's own message spans several lines)."""
+    if isinstance(exc, tarfile.ReadError | EOFError):
+        with open(archive, "rb") as file:
+            gzip = file.read(2) == b"\x1f\x8b"
+        return ("the archive is damaged or truncated" if gzip else
+                "it is not a gzip-compressed tar file (made by berth pack)")
+    return " ".join(str(exc).split())
+
+
 def unpack(archive: str | os.PathLike[str], output: str | os.PathLike[str], *, overwrite: bool = False) -> Manifest:
     """Unpack the archive at ``archive`` into the bundle directory ``output`` (a path or an fsspec URL)."""
+    if not storage.is_remote(archive) and storage.local_path(archive).is_dir():
+        raise BundleError(f"{archive} is a directory, not a {SUFFIX} archive (berth pack writes one)")
     if storage.exists(storage.join(str(output), MANIFEST_NAME)) and not overwrite:
         raise BundleError(f"{output} already holds a bundle; pass overwrite=True (--overwrite) to replace it")
     with storage.local_file(archive) as local, storage.staging_directory(output) as staged:

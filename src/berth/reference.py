@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from berth.signature import is_one_dimensional, sample_to_frame
+from berth.signature_inference import is_one_dimensional, sample_to_frame
 
 HISTOGRAM_BINS = 20
 MAX_CATEGORIES = 100

@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from berth import config
 from berth.errors import BundleError, StorageError
-
-S3_ENDPOINT_ENV = "BERTH_S3_ENDPOINT_URL"
 
 
 def is_remote(uri: str | os.PathLike[str]) -> bool:
@@ -33,9 +32,8 @@ def local_path(uri: str | os.PathLike[str]) -> Path:
 
 def storage_options(uri: str) -> dict[str, Any]:
     """Options for fsspec from berth's environment: an S3 endpoint for S3-compatible servers."""
-    if uri.startswith(("s3://", "s3a://")) and os.environ.get(S3_ENDPOINT_ENV):
-        return {"client_kwargs": {"endpoint_url": os.environ[S3_ENDPOINT_ENV]}}
-    return {}
+    endpoint = config.s3_endpoint_url() if uri.startswith(("s3://", "s3a://")) else None
+    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
 
 
 def filesystem(uri: str) -> tuple[Any, str]:
@@ -56,7 +54,7 @@ def read_bytes(uri: str | os.PathLike[str]) -> bytes:
         if not is_remote(uri):
             return local_path(uri).read_bytes()
         fs, path = filesystem(str(uri))
-        return fs.cat_file(path)  # type: ignore[no-any-return]
+        return fs.cat_file(path)
     except FileNotFoundError as exc:
         raise StorageError(f"not found: {uri}") from exc
     except OSError as exc:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from berth.bundle import read_manifest, verify_directory
 from berth.cli import app
 from berth.deploy import requirements
 from berth.deploy.docker import build_context, default_base_image
 from berth.errors import IntegrityError, UsageError
+from berth.manifest import read_manifest, verify_directory
 from berth.packing import pack
 from tests.deploy.dockerfile_checks import env_of, exec_form, problems, stages
 

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +35,9 @@ import pytest
 
 from berth.deploy.docker import HOME_DIR, build_context
 from berth.monitoring.store import Store
+from support.ports import free_port
 from tests.deploy.dockerfile_checks import env_of, exec_form, stages
-from tests.e2e.server_process import free_port
+from tests.deploy.image_cache import image_root, mark_complete
 from tests.serving.conftest import IRIS_X
 
 pytestmark = pytest.mark.slow
@@ -135,14 +137,19 @@ def play(context: Path, root: Path) -> Image:
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory, iris_bundle: Path, berth_wheel: Path) -> Image:
+def image(tmp_path_factory: pytest.TempPathFactory, iris_bundle: Path, berth_wheel: Path) -> Iterator[Image]:
+    """The image's root under the test cache (tests/deploy/image_cache.py): the pinned libraries installed by an
+    earlier run stay, as in Docker's layer cache; the Dockerfile is played as written either way."""
     context = build_context(iris_bundle, tmp_path_factory.mktemp("context") / "ctx", berth_wheel=str(berth_wheel))
     python = ".".join(context.manifest.python.split(".")[:2])
     if python != f"{sys.version_info.major}.{sys.version_info.minor}":
         pytest.skip(f"the bundle needs Python {python}, this is {sys.version_info.major}.{sys.version_info.minor}")
-    built = play(context.directory, tmp_path_factory.mktemp("image") / "root")
-    print(f"\nbuild stage (fresh venv + pip install -r requirements.txt): {built.build_seconds:.1f} s")
-    return built
+    with image_root(context.directory) as slot:
+        built = play(context.directory, slot.root)
+        mark_complete(slot)
+        print(f"\nbuild stage (pip install -r requirements.txt into a {'kept' if slot.reused else 'fresh'} venv): "
+              f"{built.build_seconds:.1f} s")
+        yield built
 
 
 def run_container(image: Image, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -170,6 +177,7 @@ def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 90) ->
 
 
 def stop(process: subprocess.Popen[str]) -> str:
+    """Stop the server; what it printed. The pipe is closed: nothing is left for the garbage collector."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -177,7 +185,10 @@ def stop(process: subprocess.Popen[str]) -> str:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, 9)
             process.wait(10)
-    return process.stdout.read() if process.stdout else ""
+    if process.stdout is None:
+        return ""
+    with process.stdout:
+        return process.stdout.read()
 
 
 def test_the_image_runs_its_own_berth_from_the_fresh_environment(image: Image) -> None:

@@ -8,6 +8,7 @@ Kubernetes Pod.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,9 @@ def test_cli_deploy_k8s(tmp_path: Path, iris_bundle: Path) -> None:
     assert again.exit_code == 2 and "--overwrite" in again.output and "Traceback" not in again.output
     bad = runner.invoke(app, ["deploy", "k8s", str(iris_bundle), "-o", str(out), "--set", "novalue"])
     assert bad.exit_code == 2 and "NAME=VALUE" in bad.output
+    as_json = runner.invoke(app, [*args, "--overwrite", "--kserve", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.stdout)
+    assert sorted(Path(p).name for p in report["written"]) == sorted(
+        p.name for p in out.rglob("*.yaml")) and str(out / "deployment.yaml") in report["written"]
+    assert (report["apply"], report["kserve"]) == (f"kubectl apply -f {out}", f"kubectl apply -f {out}/kserve")

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.server_process import BERTH, ROOT, ServerProcess, free_port
+from support.server_process import BERTH, ROOT, ServerProcess, free_port
 from tests.serving.conftest import IRIS_X
 
 pytestmark = pytest.mark.slow

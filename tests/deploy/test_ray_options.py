@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 import berth
 from berth.cli import app
 from berth.deploy.distributed_batch import ModelSpec, predict_dataset
-from berth.deploy.ray_runtime import import_ray
-from berth.deploy.ray_serve import RayServeOptions, options_from_cli, parse_autoscale
+from berth.ray_runtime import import_ray
+from berth.serving.ray_serve import RayServeOptions, options_from_cli, parse_autoscale
 from tests.serving.conftest import IRIS_X
 
 
@@ -65,7 +65,8 @@ def test_replicas_get_the_prediction_log_place_resolved_by_the_driver(monkeypatc
                                                                         tmp_path: Path,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     """A replica may run with another environment (Ray workers, other nodes): the driver's BERTH_HOME decides."""
-    from berth.deploy.ray_serve import RayServeOptions, replica_settings
+    from berth.serving.ray_serve import RayServeOptions, replica_settings
+
     from berth.serving.settings import ServeSettings
 
     monkeypatch.delenv("BERTH_MONITOR_DIR", raising=False)

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.server_process import ServerProcess
 from tests.deploy.ray_support import require_ray
-from tests.e2e.server_process import ServerProcess
 from tests.serving.conftest import IRIS_X, expected, make_client
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,8 @@ def ray_server(iris_bundle: Path) -> Iterator[ServerProcess]:
         leftovers = process_group(server.process.pid)
         if leftovers:  # never leave Ray's processes running on a 2-core machine, even when the test failed
             os.killpg(server.process.pid, signal.SIGKILL)
-        assert server.process.returncode == 0, server.output()
+        log = server.output()  # read and closed either way
+        assert server.process.returncode == 0, log
         assert not leftovers, f"processes left after SIGTERM: {leftovers}"
 
 

@@ -15,7 +15,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 from berth.monitoring.store import Store
-from tests.e2e.server_process import ROOT, ServerProcess
+from support.server_process import ROOT, ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -116,7 +116,7 @@ def test_drift_over_time_in_report_and_dashboard_screenshots(iris_bundle: Path, 
     import sys
 
     import berth
-    from tests.e2e.server_process import BERTH, free_port
+    from support.server_process import BERTH, free_port
     from tests.monitoring.test_timeline import fill
 
     if not CHROMIUM.exists() or shutil.which("chromium") is None:

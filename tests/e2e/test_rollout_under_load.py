@@ -1,13 +1,15 @@
 """Under a steady stream of concurrent requests, the alias moves five times (forward and back): zero failed
 requests, every answer from a version the alias held, and every move followed within the poll interval plus
-the version's load time (with slack for a busy 2-core machine; bench/rollout.py reports the real figures)."""
+the version's load time (with slack for a busy 2-core machine; bench/rollout.py reports the real figures).
+Both drive the scenario in support/rollout.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from bench.rollout import run_scenario
+
+from support.rollout import run_scenario
 
 pytestmark = pytest.mark.slow
 SLACK_S = 5.0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import berth
-from tests.e2e.server_process import ServerProcess
+from support.server_process import ServerProcess
 from tests.serving.conftest import IRIS_X, ROW
 from tests.serving.models import SlowModel
 

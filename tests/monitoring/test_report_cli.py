@@ -76,6 +76,12 @@ def test_cli_feedback_then_check_fails_on_accuracy_and_drift(shifted_store: Stor
     code, output = invoke("monitor", "check", "iris", "--monitor-dir", root, "--dataset-share", "0.2", "--min", "0.9")
     assert code == 1
     assert "FAIL dataset drift: petal length (cm)" in output and "FAIL accuracy" in output
+    result = runner.invoke(app, ["monitor", "check", "iris", "--monitor-dir", root, "--dataset-share", "0.2",
+                                 "--min", "0.9", "--json"])
+    verdict = json.loads(result.stdout)
+    assert result.exit_code == 1 and verdict["ok"] is False and verdict["rows"] == 1200
+    assert verdict["problems"][0].startswith("dataset drift: petal length (cm)")
+    assert any(problem.startswith("accuracy") for problem in verdict["problems"])
     code, output = invoke("monitor", "check", "iris", "--monitor-dir", root, "--min", "0.6")
     assert code == 0, output
 
@@ -84,6 +90,11 @@ def test_check_passes_on_normal_traffic(store: Store, loaded: LoadedModel) -> No
     log_rows(store, loaded, reference_rows(400, seed=3))
     code, output = invoke("monitor", "check", "iris", "--monitor-dir", str(store.root))
     assert code == 0 and output.strip().endswith("no dataset drift and no performance drop in 400 predictions")
+    result = runner.invoke(app, ["monitor", "check", "iris", "--monitor-dir", str(store.root), "--json"])
+    assert result.exit_code == 0
+    verdict = json.loads(result.stdout)
+    assert {k: verdict[k] for k in ("model", "ok", "rows", "since", "version", "problems", "status")} == {
+        "model": "iris", "ok": True, "rows": 400, "since": "24h", "version": None, "problems": [], "status": "ok"}
 
 
 def test_cli_errors_print_without_traceback(store: Store, tmp_path: Path) -> None:

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import pandas as pd
 import pytest
 
 from berth.monitoring.report import build_report
 from berth.monitoring.store import Store, monitor_dir
-from tests.e2e.server_process import ServerProcess
-from tests.monitoring.conftest import log_rows, reference_rows, true_labels
+from support.server_process import ServerProcess
+from tests.monitoring.conftest import FEATURES, log_rows, reference_rows, true_labels
 
 if TYPE_CHECKING:
     from tests.s3_fixture import S3
@@ -133,7 +134,7 @@ def test_servers_share_one_log_and_labels_join_across_pods(s3: S3, iris_bundle: 
     assert report["rows"] == 30
     performance = report["performance"]
     assert performance["labelled"] == 30
-    expected = float((iris_model.predict(rows) == labels).mean())
+    expected = float((iris_model.predict(pd.DataFrame(rows, columns=FEATURES)) == labels).mean())
     assert performance["overall"]["accuracy"] == pytest.approx(expected)
     assert performance["overall"]["roc_auc"] is not None
 

@@ -117,3 +117,14 @@ def test_errors_print_cleanly_with_their_exit_code(home: Path, make_bundle: Make
     assert usage.returncode == 2 and "KEY=VALUE" in usage.stderr
     assert run("models", "tag", "iris", "1").returncode == 2
     assert "Traceback" not in run("models").stderr
+
+
+def test_tables_are_tab_separated_when_piped(home: Path, make_bundle: MakeBundle,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "30")  # narrow: a terminal table would wrap; a pipe gets whole values
+    berth("register", make_bundle(0), "--name", "a-model-with-a-rather-long-name", "--alias", "production")
+    lines = berth("models", "list").splitlines()
+    assert lines[:2] == ["# Registered models", "name\tlatest\tversions\taliases\tupdated"]
+    assert lines[2].split("\t")[:4] == ["a-model-with-a-rather-long-name", "1", "1", "production -> 1"]
+    audit = berth("audit", "a-model-with-a-rather-long-name").splitlines()
+    assert audit[0] == "# Audit log of a-model-with-a-rather-long-name" and "\tregister\t" in audit[2]

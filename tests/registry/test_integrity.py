@@ -1,64 +1,48 @@
 """Integrity under concurrency and crashes, with real processes, on SQLite and PostgreSQL, file and S3 stores.
 
+Each registration runs in its own process, forked from a fork server that has imported berth once
+(``tests/registry/processes.py``).
+
 * 8 processes registering 8 bundles of one model at once, on a database none of them has seen before (so they
   also race to migrate it): versions 1..8, each exactly once, no errors.
 * 8 processes registering the same bundle: one version; the others are told it exists; one artifact left.
-* A registration killed at each point (``BERTH_REGISTRY_FAULT``: the process ends with ``os._exit``, running no
-  cleanup, as a SIGKILL would) leaves no visible version; the next registration removes its leftovers.
+* A registration killed at each point (the worker injects the fault, ``tests/registry/worker.py``: the process
+  ends with ``os._exit``, running no cleanup, as a SIGKILL would) leaves no visible version; the next
+  registration removes its leftovers.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from berth.registry import Registry
 from berth.registry.database import head_revision
-from berth.registry.store import FAULT_ENV, FAULT_EXIT
-from tests.registry.conftest import MakeBundle, artifact_locations, backend_urls
+from tests.registry.conftest import ALL_BACKENDS, MakeBundle, artifact_locations, backend_urls
+from tests.registry.processes import start_worker
+from tests.registry.worker import CRASH_POINTS, FAULT_EXIT
 
 pytest_plugins = ["tests.s3_fixture", "tests.postgres_fixture"]
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 8
-CRASH_POINTS = ["pending", "upload", "uploaded", "verified", "commit"]
-
-
-def start_worker(url: str, artifacts: str, bundle: Path, name: str, go: Path | None = None,
-                 fault: str | None = None) -> subprocess.Popen[str]:
-    env = {**os.environ}
-    env.pop(FAULT_ENV, None)
-    if fault:
-        env[FAULT_ENV] = fault
-    command = [sys.executable, "-m", "tests.registry.worker", url, artifacts, str(bundle), name]
-    if go:
-        command.append(str(go))
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=240)
-    return process.returncode, out, err
 
 
 def run_together(url: str, artifacts: str, bundles: list[Path], go: Path) -> list[dict[str, object]]:
-    workers = [start_worker(url, artifacts, bundle, "iris", go) for bundle in bundles]
+    workers = [start_worker(url, artifacts, bundle, "iris", scratch=go.parent / "workers", go=go)
+               for bundle in bundles]
     go.touch()
     results = []
-    for process in workers:
-        code, out, err = finish(process)
+    for worker in workers:
+        code, out, err = worker.finish()
         assert code == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
     return results
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite-file", "sqlite-s3", "postgres-file", "postgres-s3"])
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_eight_processes_get_distinct_consecutive_versions(request: pytest.FixtureRequest, tmp_path: Path,
                                                            backend: str, make_bundle: MakeBundle) -> None:
     url, artifacts = backend_urls(request, tmp_path, backend)
@@ -97,7 +81,8 @@ def test_a_killed_registration_leaves_no_version_and_is_cleaned_later(
     with Registry(url, artifacts) as registry:
         registry.register(make_bundle(0), "iris")
         before = artifact_locations(registry)
-        code, _, err = finish(start_worker(url, artifacts, make_bundle(1), "iris", fault=point))
+        code, _, err = start_worker(url, artifacts, make_bundle(1), "iris", scratch=tmp_path / "workers",
+                                    fault=point).finish()
         assert code == FAULT_EXIT, err
         assert [v.version for v in registry.versions("iris")] == [1]
         assert registry.resolve("models:/iris/latest").version == 1

@@ -70,10 +70,33 @@ def test_uris_resolve_and_load_with_the_registry_version(use_registry: Registry,
     assert model.source == "models:/iris@production"
     assert model.predict(iris_data[0].head(3)).shape == (3,)
     assert version_of(model) == "2"
-    served = load_source("models:/iris/latest", trust=False)
+    served = load_source("models:/iris/latest", trust=False, registry=registry)
     assert version_of(served) == "3" and served.registry.alias is None  # type: ignore[union-attr]
     assert berth.inspect("models:/iris/1").content_digest == registry.get_version("iris", 1).digest
     assert berth.verify("models:/iris@production").content_digest == registry.get_version("iris", 2).digest
+
+
+def test_an_explicit_registry_is_used_whatever_the_environment_names(
+        registry: Registry, make_bundle: MakeBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_REGISTRY_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")  # empty: knows no iris
+    monkeypatch.setenv("BERTH_ARTIFACTS_URL", str(tmp_path / "elsewhere"))
+    registered = registry.register(make_bundle(0), "iris", aliases=["production"])
+    model = berth.load("models:/iris@production", registry=registry)
+    assert model.registry is not None and model.registry.version == registered.version
+    assert berth.inspect("models:/iris/1", registry=registry).content_digest == registered.digest
+    assert berth.verify("models:/iris/1", registry=registry).content_digest == registered.digest
+    with pytest.raises(RegistryNotFoundError):
+        berth.load("models:/iris/1")  # the environment's registry has no model named iris
+
+
+def test_a_models_uri_without_a_registry_below_the_entry_points_is_refused() -> None:
+    from berth.errors import UsageError
+    from berth.source import open_bundle
+
+    with pytest.raises(UsageError, match="no registry was given"), open_bundle("models:/iris/1"):
+        pass
+    with pytest.raises(UsageError, match="no registry was given"):
+        load_source("models:/iris/1", trust=False)
 
 
 def test_a_stored_bundle_that_changed_is_refused(use_registry: Registry, make_bundle: MakeBundle) -> None:

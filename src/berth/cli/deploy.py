@@ -13,6 +13,7 @@ Uri = Annotated[str, typer.Argument(help="A bundle directory, a packed .berth fi
                                               "registered model (models:/NAME/VERSION, models:/NAME@ALIAS).")]
 Output = Annotated[str, typer.Option("--output", "-o", help="The directory to write.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace what berth wrote there before.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print what was written as JSON on stdout (for scripts).")]
 
 
 def build_command(
@@ -30,14 +31,22 @@ def build_command(
         "--berth-wheel", help="Install berth from this wheel (default: built from berth's source tree, or the "
                               "package index when berth was installed from one).")] = None,
     overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Write a Docker build context: the bundle, pinned requirements.txt and a Dockerfile."""
+    from berth.cli.main import print_json
     from berth.deploy.docker import build_context
 
     context = build_context(uri, output, target=target, base_image=base_image,
                             extra_requirements=extra_requirements, port=port, berth_wheel=berth_wheel,
                             overwrite=overwrite)
     manifest = context.manifest
+    if as_json:
+        print_json({"directory": str(context.directory), "name": manifest.name, "flavor": manifest.flavor,
+                    "format": manifest.format, "content_digest": manifest.content_digest,
+                    "target": context.target.name, "port": context.port, "base_image": context.base_image,
+                    "image": context.image, "berth": context.berth.origin, "next_steps": context.next_steps()})
+        return
     typer.echo(f"wrote build context {context.directory} for {manifest.name} ({manifest.flavor}/{manifest.format}) "
                f"on {context.base_image}, port {context.port}, target {context.target.name}; berth from "
                f"{context.berth.origin}")
@@ -73,8 +82,10 @@ def k8s_command(
              "between replicas use --set monitor_dir=s3://bucket/prefix.")] = None,
     home_size: Annotated[str, typer.Option(help="Size limit of the BERTH_HOME emptyDir.")] = "1Gi",
     overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Write Kubernetes manifests: ConfigMap, Deployment, Service, HorizontalPodAutoscaler (and KServe)."""
+    from berth.cli.main import print_json
     from berth.deploy.kubernetes import KubernetesOptions, write
     from berth.errors import UsageError
     from berth.model import inspect
@@ -91,6 +102,10 @@ def k8s_command(
                                 graceful_timeout_s=graceful_timeout_s, settings=settings, kserve=kserve,
                                 home_claim=home_claim, home_size=home_size)
     written = write(inspect(uri), output, options, overwrite=overwrite)
+    if as_json:
+        print_json({"written": [str(path) for path in written], "apply": f"kubectl apply -f {output}",
+                    "kserve": f"kubectl apply -f {output}/kserve" if kserve else None})
+        return
     for path in written:
         typer.echo(f"wrote {path}")
     typer.echo(f"apply: kubectl apply -f {output}" + (f"  (KServe instead: kubectl apply -f {output}/kserve)"

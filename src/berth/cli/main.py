@@ -22,6 +22,17 @@ from berth.errors import BerthError, BerthWarning
 class BerthGroup(TyperGroup):
     """Turns berth's errors into a message and an exit code, for ``main()`` and test runners alike."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        show_flags_as_flags(self)
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)
+        for param in params:  # typer appends --install-completion / --show-completion after __init__
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -40,7 +51,7 @@ app = typer.Typer(
     name="berth",
     help="Save, inspect, import, pack, score and serve trained models as verified bundles.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -53,6 +64,51 @@ TrustedTypes = Annotated[list[str] | None, typer.Option(
     "--trusted-type", metavar="TYPE", help="A type a skops payload may construct (repeatable).")]
 AllowMismatch = Annotated[bool, typer.Option(
     "--allow-version-mismatch", help="Load even if Python or a library differs by a major version.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (for scripts).")]
+
+
+def show_flags_as_flags(command: Any) -> None:
+    """Show no value type beside a boolean flag (typer would print ``<bool>``): ``--trust`` takes no value.
+
+    Applied to every command and group under ``command``, and to the ``--help`` option each one makes.
+    """
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    make_help_option = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make_help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        show_flags_as_flags(sub)
+
+
+def version_line() -> str:
+    import platform
+
+    from berth import __version__
+
+    return f"berth {__version__} (Python {platform.python_version()})"
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=show_version, help="Print the versions of berth and Python, and exit.",
+    )] = False,
+) -> None:
+    pass
 
 
 @app.command("inspect")
@@ -73,11 +129,15 @@ def inspect_command(
 
 
 @app.command("verify")
-def verify_command(uri: Uri) -> None:
+def verify_command(uri: Uri, as_json: AsJson = False) -> None:
     """Check every file of a bundle against the sha256 in its manifest."""
     from berth.model import verify
 
     manifest = verify(uri)
+    if as_json:
+        print_json({"uri": str(uri), "ok": True, "name": manifest.name, "files": len(manifest.files),
+                    "content_digest": manifest.content_digest})
+        return
     typer.echo(f"OK {uri}: {files(len(manifest.files))} match, {manifest.content_digest}")
 
 
@@ -98,12 +158,16 @@ def import_command(
         "--reference", help="The training data (CSV, Parquet or JSON Lines): its statistics become the baseline "
                             "of drift monitoring (extra columns such as the label are ignored).")] = None,
     overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Turn a model file saved with joblib, pickle or ONNX into a bundle."""
     from berth.importer import import_model
 
     manifest = import_model(file, output, trust=trust, sample=sample, name=name, format=format,
                             overwrite=overwrite, reference=reference)
+    if as_json:
+        print_json({"source": file, **bundle_summary(output, manifest)})
+        return
     typer.echo(f"imported {file} as bundle {output!s}: {manifest.flavor} ({manifest.format}), "
                f"{files(len(manifest.files))}, {manifest.content_digest}")
     if manifest.reference:
@@ -129,6 +193,7 @@ def predict_command(
              "is then a directory of Parquet parts (see docs/operations.md).")] = None,
     address: Annotated[str | None, typer.Option(
         help="An existing Ray (ray://HOST:10001) or Dask (tcp://HOST:8786) cluster for --engine.")] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Score a file of rows, chunk by chunk, and write the predictions to another file."""
     from berth.batch import check_paths, predict_file
@@ -144,6 +209,10 @@ def predict_command(
             result = predict_dataset(spec, input, output, engine=engine or "local", address=address,
                                      options=ScoreOptions(id_column, probabilities, chunk_size), progress=progress,
                                      model=spec.load())
+        if as_json:
+            print_json({"rows": result.rows, "output": str(result.output), "engine": engine or "local",
+                        "format": "parquet-parts"})
+            return
         typer.echo(f"wrote {result.rows} predictions to {result.output}/ (Parquet parts)", err=True)
         return
     check_paths(input, output)  # before the slow part: loading the model
@@ -152,6 +221,9 @@ def predict_command(
     with progress_reporter(enabled=sys.stderr.isatty()) as progress:
         result = predict_file(model, input, output, id_column=id_column, probabilities=probabilities,
                               chunk_size=chunk_size, progress=progress)
+    if as_json:
+        print_json({"rows": result.rows, "output": str(result.output)})
+        return
     typer.echo(f"wrote {result.rows} predictions to {result.output}", err=True)
 
 
@@ -160,11 +232,15 @@ def pack_command(
     bundle: Annotated[str, typer.Argument(help="The bundle directory (or URL) to pack.")],
     output: Annotated[str, typer.Option("--output", "-o", help="The archive to write, NAME.berth.")],
     overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Pack a verified bundle into one .berth file for transport."""
     from berth.packing import pack
 
     manifest = pack(bundle, output, overwrite=overwrite)
+    if as_json:
+        print_json({"bundle": bundle, **bundle_summary(output, manifest)})
+        return
     typer.echo(f"packed {manifest.name} ({files(len(manifest.files))}) into {output}")
 
 
@@ -173,11 +249,15 @@ def unpack_command(
     archive: Annotated[str, typer.Argument(help="The .berth file (or URL) to unpack.")],
     output: Annotated[str, typer.Option("--output", "-o", help="The bundle directory to write.")],
     overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Unpack a .berth file into a bundle directory, verifying every file."""
     from berth.packing import unpack
 
     manifest = unpack(archive, output, overwrite=overwrite)
+    if as_json:
+        print_json({"archive": archive, **bundle_summary(output, manifest)})
+        return
     typer.echo(f"unpacked {manifest.name} ({files(len(manifest.files))}) into {output}")
 
 
@@ -198,6 +278,9 @@ def serve_command(
     max_body_mb: Annotated[float | None, typer.Option(help="Largest request body (default 10).")] = None,
     api_key: Annotated[list[str] | None, typer.Option(
         "--api-key", help="Require Authorization: Bearer KEY on prediction routes (repeatable).")] = None,
+    registry: Annotated[str | None, typer.Option(
+        "--registry", metavar="URL", help="The registry models:/ URIs resolve in: sqlite:///PATH or "
+        "postgresql://... (default $BERTH_REGISTRY_URL, else $BERTH_HOME/registry.db).")] = None,
     poll_interval_s: Annotated[float | None, typer.Option(
         help="For models:/NAME@ALIAS: how often to check where the alias points (default 5).")] = None,
     log_level: Annotated[str | None, typer.Option(help="critical, error, warning, info, debug.")] = None,
@@ -221,45 +304,21 @@ def serve_command(
 
     Every option also reads BERTH_<NAME> from the environment (see docs/serving.md).
     """
-    from pydantic import ValidationError
-
-    from berth.errors import UsageError
-    from berth.serving import platforms
-    from berth.serving.server import run
-    from berth.serving.settings import ServeSettings
+    from berth.serving.launch import RayRequest, launch
 
     given = {"host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
              "max_batch_delay_ms": max_batch_delay_ms, "timeout_s": timeout_s, "max_body_mb": max_body_mb,
              "api_keys": api_key or None, "log_level": log_level, "trust": trust or None,
-             "poll_interval_s": poll_interval_s,
+             "poll_interval_s": poll_interval_s, "registry_url": registry,
              "batching": False if no_batching else None, "log_predictions": log_predictions,
              "log_sample_rate": log_sample_rate, "monitor_dir": monitor_dir}
-    try:
-        settings = ServeSettings(**{k: v for k, v in given.items() if v is not None})
-    except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise UsageError("invalid server settings: " + "; ".join(problems)) from None
-    uris, started = platforms.split_start_argument(uris)  # SageMaker starts containers with `serve`
-    missing = [uri for uri in uris if not uri.startswith("models:/") and "://" not in uri and not os.path.exists(uri)]
-    if missing:
-        raise UsageError(f"nothing to serve at {', '.join(missing)}: no such file or directory")
-    settings = platforms.resolve(settings, given={k for k, v in given.items() if v is not None}, started=started)
-    if backend != "local" or replicas or autoscale or address:
-        from berth.deploy import ray_serve
-
-        ray_serve.run(uris, settings, ray_serve.options_from_cli(backend, replicas, autoscale, address, workers))
-        return
-    run(uris, settings)
+    launch(uris, given, ray=RayRequest(backend, replicas, autoscale, address))
 
 
 @app.command("version")
 def version_command() -> None:
-    """Print the versions of berth and Python."""
-    import platform
-
-    from berth import __version__
-
-    typer.echo(f"berth {__version__} (Python {platform.python_version()})")
+    """Print the versions of berth and Python (as berth --version does)."""
+    typer.echo(version_line())
 
 
 def install_command_groups() -> None:
@@ -278,6 +337,19 @@ def describe(detail: dict[str, Any]) -> str:
     """One detail of an error: ``row 7 / petal width: expected a number, got string 'abc'``."""
     where = " / ".join(f"row {p}" if isinstance(p, int) else str(p) for p in detail.get("loc", []))
     return f"{where}: {detail.get('msg', '')}" if where else str(detail.get("msg", ""))
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout, for the ``--json`` option of the commands."""
+    import json
+
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def bundle_summary(output: str, manifest: Any) -> dict[str, Any]:
+    """What ``--json`` of import, pack and unpack reports about the bundle written."""
+    return {"output": str(output), "name": manifest.name, "flavor": manifest.flavor, "format": manifest.format,
+            "files": len(manifest.files), "content_digest": manifest.content_digest}
 
 
 def files(count: int) -> str:

@@ -153,8 +153,9 @@ def check_command(
     window: Annotated[str | None, typer.Option(
         "--window", help="Also judge the latest bucket of this length alone (e.g. 1h): drift in the last hour "
                          "fails the check even when the whole --since window looks fine.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as one JSON object.")] = False,
     monitor_dir: MonitorDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON on stdout (for scripts); "
+                                                         "the exit code is the same.")] = False,
 ) -> None:
     """Judge the window: exit 0 when fine, 1 on dataset drift or a performance drop past its threshold, 3 when
     there is nothing to judge (no predictions in the window, unknown model, unreadable log); for cron and CI."""
@@ -167,25 +168,27 @@ def check_command(
 
     start, _ = _window(since, None)
     bucket = parse_duration(window) if window else None
-    result: dict[str, Any] = {"model": name, "since": start.isoformat(timespec="seconds")}
+    result: dict[str, Any] = {"model": name, "since": since, "window_start": start.isoformat(timespec="seconds"),
+                              "version": version}
     try:
         report = build_report(name, since=start, version=version, store=_store(monitor_dir),
                               config=_config(drift_method, dataset_share, small_sample), bundle=bundle,
                               bucket=bucket)
     except StorageError as exc:
-        result.update(status="no_data", exit_code=EXIT_NO_DATA, problems=[], notes=[exc.message])
+        result.update(ok=False, status="no_data", exit_code=EXIT_NO_DATA, problems=[], notes=[exc.message])
         _verdict(result, as_json, f"NO DATA {exc.message}")
         raise typer.Exit(EXIT_NO_DATA) from None
     result["rows"] = report["rows"]
     if report["rows"] == 0:
-        result.update(status="no_data", exit_code=EXIT_NO_DATA, problems=[], notes=report["summary"])
-        _verdict(result, as_json, f"NO DATA {name}: no predictions logged since {result['since']}")
+        result.update(ok=False, status="no_data", exit_code=EXIT_NO_DATA, problems=[], notes=report["summary"])
+        _verdict(result, as_json, f"NO DATA {name}: no predictions logged since {result['window_start']}")
         raise typer.Exit(EXIT_NO_DATA)
     problems, notes = check(report, metric=metric, max_drop=max_drop, minimum=minimum, min_labels=min_labels,
                             latest_bucket=bucket is not None)
     timeline = report.get("timeline") or {}
     drift = report.get("drift") or {}
-    result.update(status="failed" if problems else "ok", exit_code=EXIT_FAILED if problems else EXIT_OK,
+    result.update(ok=not problems, status="failed" if problems else "ok",
+                  exit_code=EXIT_FAILED if problems else EXIT_OK,
                   problems=problems, notes=notes, dataset_drift=bool(drift.get("drifted")),
                   drift_share=drift.get("share"), drifted_features=drift.get("drifted_features", []),
                   prediction_drift=bool((report.get("prediction_drift") or {}).get("drifted")),
@@ -194,7 +197,7 @@ def check_command(
                   latest_bucket=timeline.get("latest"), first_drift=timeline.get("first_drift"),
                   drift_since=timeline.get("drift_since"))
     if as_json:
-        typer.echo(json.dumps(result, default=str))
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
     else:
         for note in notes:
             typer.echo(f"  {note}")
@@ -209,7 +212,10 @@ def check_command(
 def _verdict(result: dict[str, Any], as_json: bool, line: str) -> None:
     import json
 
-    typer.echo(json.dumps(result, default=str) if as_json else line)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    else:
+        typer.echo(line)
 
 
 @monitor_app.command("feedback")

@@ -1,4 +1,9 @@
-"""Rich rendering for the command line: the summary of a manifest, and a progress bar for batch scoring."""
+"""Rich rendering for the command line: the summary of a manifest, and a progress bar for batch scoring.
+
+On a terminal, tables are drawn by rich; when stdout is not a terminal (a pipe, a file, ``| grep``), every table
+is written as plain tab-separated lines instead (a ``# title`` line, a header line, one line per row), so no
+value is cut, wrapped mid-word or decorated. ``--json`` stays the format for programs.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,50 @@ if TYPE_CHECKING:
 SHORT_SHA = 12
 
 
+class PlainWhenPiped(Console):
+    """A console that prints tables as tab-separated text when its output is not a terminal."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if self.is_terminal:
+            super().print(*objects, **kwargs)
+            return
+        for renderable in objects:
+            self.file.write("".join(f"{line}\n" for line in plain_lines(renderable)))
+
+
 def stdout_console() -> Console:
-    return Console(highlight=False)
+    return PlainWhenPiped(highlight=False, soft_wrap=True)
+
+
+def plain_lines(renderable: Any) -> list[str]:
+    """A renderable as lines of plain text: tables as TSV, groups in order, text as it is."""
+    if isinstance(renderable, Group):
+        lines: list[str] = []
+        for part in renderable.renderables:
+            if lines:
+                lines.append("")
+            lines.extend(plain_lines(part))
+        return lines
+    if isinstance(renderable, Table):
+        return table_lines(renderable)
+    if isinstance(renderable, Text):
+        return renderable.plain.splitlines()
+    return str(renderable).splitlines()
+
+
+def table_lines(table: Table) -> list[str]:
+    lines = [f"# {cell_text(table.title)}"] if table.title else []
+    if table.show_header:
+        lines.append("\t".join(cell_text(column.header) for column in table.columns))
+    columns = [list(column.cells) for column in table.columns]
+    lines.extend("\t".join(cell_text(cells[row]) for cells in columns) for row in range(table.row_count))
+    return lines
+
+
+def cell_text(cell: Any) -> str:
+    """A cell's text on one line, tabs and newlines turned into spaces (a TSV field cannot hold them)."""
+    text = cell.plain if isinstance(cell, Text) else str(cell if cell is not None else "")
+    return " ".join(text.replace("\t", " ").splitlines())
 
 
 def render_manifest(manifest: Manifest) -> RenderableType:

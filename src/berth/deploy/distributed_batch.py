@@ -169,7 +169,8 @@ def read_partition(partition: Partition, chunk_size: int) -> Iterator[pd.DataFra
     from berth.batch import _parquet_file
 
     with _parquet_file(partition.path) as parquet:
-        groups, first, skip = [], 0, 0
+        groups: list[int] = []
+        first, skip = 0, 0
         for i in range(parquet.metadata.num_row_groups):
             size = parquet.metadata.row_group(i).num_rows
             if first < partition.stop and first + size > partition.start:
@@ -270,7 +271,7 @@ def run_local(spec: ModelSpec, partitions: Sequence[Partition], options: ScoreOp
 
 def run_ray(spec: ModelSpec, partitions: Sequence[Partition], options: ScoreOptions, address: str | None,
             quiet: bool = False) -> Scored:
-    from berth.deploy.ray_runtime import import_ray, ray_instance
+    from berth.ray_runtime import import_ray, ray_instance
 
     import_ray()
     import pyarrow as pa

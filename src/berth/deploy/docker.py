@@ -24,14 +24,17 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from berth import packing, storage
-from berth.bundle import read_manifest, verify_directory
+from berth.contracts import LIVENESS_ROUTE, PORT_ENV
 from berth.deploy import requirements
 from berth.deploy.targets import MODEL_DIR, Target, get_target
 from berth.errors import UsageError
-from berth.manifest import MANIFEST_NAME, Manifest
-from berth.model import MODEL_URI_SCHEME, check_registered, resolve_model_uri
+from berth.manifest import MANIFEST_NAME, Manifest, verify_directory
+from berth.source import open_bundle, registry_for
+
+if TYPE_CHECKING:
+    from berth.registry.store import Registry
 
 USER_ID = 10001
 VENV = "/opt/venv"
@@ -39,9 +42,10 @@ VENV = "/opt/venv"
 # owned by the unprivileged user, so a read-only root filesystem still leaves the log somewhere to go
 HOME_DIR = "/var/lib/berth"
 # the same port rule as the server's (berth.serving.platforms), without importing berth in the probe
-HEALTH_PROBE = ("import os, urllib.request; port = os.environ.get('SAGEMAKER_BIND_TO_PORT') "
-                "or os.environ.get('AIP_HTTP_PORT') or os.environ.get('BERTH_PORT', '{port}'); "
-                "urllib.request.urlopen('http://127.0.0.1:' + port + '/health/live', timeout=4)")
+HEALTH_PROBE = ("import os, urllib.request; port = "
+                + "".join(f"os.environ.get('{variable}') or " for variable in PORT_ENV)
+                + "os.environ.get('BERTH_PORT', '{port}'); "
+                f"urllib.request.urlopen('http://127.0.0.1:' + port + '{LIVENESS_ROUTE}', timeout=4)")
 CONTEXT_MARKER = "Dockerfile"
 
 
@@ -131,23 +135,15 @@ def _prepare_output(output: Path, overwrite: bool) -> None:
     output.mkdir(parents=True, exist_ok=True)
 
 
-def copy_bundle(uri: str | os.PathLike[str], destination: Path) -> Manifest:
-    """Copy the bundle at ``uri`` (directory, ``.berth`` archive, URL or ``models:/`` URI) to ``destination`` and
-    verify the copy (for a registered model, also against the digest the registry recorded)."""
-    if str(uri).startswith(MODEL_URI_SCHEME):
-        entry, location = resolve_model_uri(str(uri))
-        return check_registered(copy_bundle(location, destination), entry)
-    if packing.is_archive(uri):
-        destination.mkdir(parents=True)
-        with storage.local_file(uri) as archive:
-            return packing.extract(archive, destination)
-    with storage.local_directory(uri) as directory:
-        manifest = read_manifest(directory)
-        verify_directory(directory, manifest)
+def copy_bundle(uri: str | os.PathLike[str], destination: Path, *, registry: Registry | None = None) -> Manifest:
+    """Copy the bundle at ``uri`` (directory, ``.berth`` archive, URL or ``models:/`` URI, resolved in
+    ``registry``) to ``destination`` and verify the copy."""
+    with open_bundle(uri, registry=registry) as bundle:
+        manifest = bundle.manifest
         for name in [MANIFEST_NAME, *(entry.path for entry in manifest.files)]:
             target = destination / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(directory / name, target)
+            shutil.copy2(bundle.directory / name, target)
     verify_directory(destination, manifest)
     return manifest
 
@@ -155,8 +151,9 @@ def copy_bundle(uri: str | os.PathLike[str], destination: Path) -> Manifest:
 def build_context(uri: str | os.PathLike[str], output: str | os.PathLike[str], *, target: str | None = None,
                   base_image: str | None = None, extra_requirements: list[str] | None = None,
                   port: int | None = None, berth_wheel: str | None = None,
-                  overwrite: bool = False) -> BuildContext:
-    """Write a Docker build context for the bundle at ``uri`` into the directory ``output``."""
+                  overwrite: bool = False, registry: Registry | None = None) -> BuildContext:
+    """Write a Docker build context for the bundle at ``uri`` into the directory ``output``; a ``models:/`` URI
+    resolves in ``registry`` (default: the one the environment names)."""
     chosen = get_target(target)
     if port is not None and not 1 <= port <= 65535:
         raise UsageError(f"--port {port}: expected 1 to 65535")
@@ -166,7 +163,7 @@ def build_context(uri: str | os.PathLike[str], output: str | os.PathLike[str], *
     directory = Path(output).absolute()
     _prepare_output(directory, overwrite)
     try:
-        manifest = copy_bundle(uri, directory / "model")
+        manifest = copy_bundle(uri, directory / "model", registry=registry_for([str(uri)], registry))
         base = base_image or default_base_image(manifest)
         berth = requirements.berth_package(directory, berth_wheel)
         (directory / "requirements.txt").write_text(

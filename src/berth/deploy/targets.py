@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from berth.contracts import MODEL_DIR, PLATFORM_PORT, PLATFORM_SETTING_ENV
 from berth.errors import UsageError
 
-CONTAINER_PORT = 8080
-MODEL_DIR = "/opt/ml/model"  # SageMaker's convention, used for every target so there is one layout
+CONTAINER_PORT = PLATFORM_PORT
+__all__ = ["CONTAINER_PORT", "MODEL_DIR", "TARGETS", "Target", "get_target"]
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,14 @@ TARGETS: dict[str, Target] = {
         "docker run --rm -p {port}:{port} {image}",
         "curl -s localhost:{port}/predict -H 'content-type: application/json' -d '{{\"instances\": [...]}}'",
     )),
-    "sagemaker": Target("sagemaker", CONTAINER_PORT, {"BERTH_PLATFORM": "sagemaker"}, fixed_port=True, next_steps=(
+    "sagemaker": Target("sagemaker", CONTAINER_PORT, {PLATFORM_SETTING_ENV: "sagemaker"}, fixed_port=True, next_steps=(
         "docker build -t {image} {context}  (push it to ECR)",
         "SageMaker runs `docker run IMAGE serve`: berth listens on 8080 (or $SAGEMAKER_BIND_TO_PORT) and answers "
         "GET /ping and POST /invocations",
         "the bundle is baked in at {model_dir}; a ModelDataUrl, if you give one, must hold a bundle "
         "(tar -czf model.tar.gz -C BUNDLE .)",
     )),
-    "vertex": Target("vertex", CONTAINER_PORT, {"BERTH_PLATFORM": "vertex"}, next_steps=(
+    "vertex": Target("vertex", CONTAINER_PORT, {PLATFORM_SETTING_ENV: "vertex"}, next_steps=(
         "docker build -t {image} {context}  (push it to Artifact Registry)",
         "gcloud ai models upload --region=REGION --display-name={name} --container-image-uri=IMAGE "
         "--container-ports={port}",

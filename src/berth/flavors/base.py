@@ -110,7 +110,7 @@ def get_flavor(name: str) -> Flavor:
         flavor_class = entry.load()
     except ImportError as exc:
         raise FlavorError(f"flavor {name!r} cannot be imported: {exc}") from exc
-    return flavor_class()  # type: ignore[no-any-return]
+    return flavor_class()
 
 
 @functools.cache

@@ -15,7 +15,8 @@ import numpy as np
 
 from berth.errors import FlavorError, PredictionError
 from berth.flavors.base import Predictor
-from berth.signature import is_one_dimensional, json_ready, sample_to_frame
+from berth.signature import json_ready
+from berth.signature_inference import is_one_dimensional, sample_to_frame
 
 OUTPUT_MODES = ("logits", "probabilities")
 COMMON_OPTIONS = frozenset({"classes", "output", "input_dtype"})
@@ -63,7 +64,7 @@ class NetworkPredictor(Predictor):
         if not logits:
             return result
         shifted = np.exp(result - result.max(axis=-1, keepdims=True))
-        return shifted / shifted.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
+        return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def classification_options(options: dict[str, Any], default_output: str) -> dict[str, Any]:

@@ -24,7 +24,8 @@ import numpy as np
 from berth import environment
 from berth.errors import FlavorError
 from berth.flavors.base import Flavor, Predictor, SavedPayload, class_path, module_roots
-from berth.signature import json_ready, sample_to_frame
+from berth.signature import json_ready
+from berth.signature_inference import sample_to_frame
 
 if TYPE_CHECKING:
     from berth.manifest import Manifest

@@ -67,7 +67,7 @@ class SklearnPredictor(Predictor):
 
 @functools.cache
 def _distributions() -> dict[str, list[str]]:
-    return metadata.packages_distributions()  # scans every installed distribution: once per process
+    return dict(metadata.packages_distributions())  # scans every installed distribution: once per process
 
 
 def estimator_libraries(model: Any) -> list[str]:

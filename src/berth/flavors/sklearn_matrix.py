@@ -21,12 +21,12 @@ Otherwise the original estimator keeps receiving DataFrames. ``BERTH_SKLEARN_MAT
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from typing import Any
 
 import numpy as np
 
+from berth import config
 from berth.signature import Signature
 
 FLOAT_DTYPES = frozenset({"float16", "float32", "float64"})
@@ -35,7 +35,7 @@ UNSAFE_STEPS = frozenset({"FunctionTransformer", "ColumnTransformer", "FeatureUn
 
 def matrix_twin(estimator: Any, signature: Signature | None) -> Any | None:
     """The twin described above, or None when the estimator must keep receiving DataFrames."""
-    if os.environ.get("BERTH_SKLEARN_MATRIX", "1") == "0" or signature is None:
+    if signature is None or not config.sklearn_matrix():
         return None
     names = getattr(estimator, "feature_names_in_", None)
     if signature.layout != "table" or names is None or signature.names != [str(n) for n in names]:

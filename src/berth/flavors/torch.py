@@ -86,7 +86,7 @@ class TorchPredictor(NetworkPredictor):
             result = result[0]
         if not isinstance(result, torch.Tensor):
             raise PredictionError(f"the module returned {type(result).__name__}, not a tensor")
-        return result.detach().cpu().numpy()  # type: ignore[no-any-return]
+        return result.detach().cpu().numpy()
 
 
 def eager(model: Any, array: np.ndarray) -> np.ndarray:

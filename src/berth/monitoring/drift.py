@@ -29,7 +29,7 @@ correction; the calibration benchmark checks it by simulation.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -224,7 +224,7 @@ def prediction_drift(predictions: Any, reference: dict[str, Any] | None, classif
 # --------------------------------------------------------------------------- reference distributions
 
 
-def reference_cdf(x: np.ndarray, percentiles: np.ndarray, side: str = "right") -> np.ndarray:
+def reference_cdf(x: np.ndarray, percentiles: np.ndarray, side: Literal["left", "right"] = "right") -> np.ndarray:
     """The reference's distribution function at ``x``: linear between its percentiles. ``side="right"`` is
     F(x) = P(X <= x), ``"left"`` is P(X < x): they differ where percentiles repeat (a point mass)."""
     grid = np.linspace(0.0, 1.0, len(percentiles))

@@ -216,7 +216,11 @@ def records_to_table(records: list[PendingRecord]) -> pa.Table:
     specs = signature.columns if signature.layout == "table" else ()
     columns: dict[str, list[Any]] = {spec.name: [] for spec in specs}
     coerced: list[list[str]] = []
-    times, versions, ids, row_index, latencies = [], [], [], [], []
+    times: list[float] = []
+    versions: list[str] = []
+    ids: list[str] = []
+    row_index: list[int] = []
+    latencies: list[float] = []
     predictions, probabilities = [], []
     for record in records:
         n = len(record.predictions)

@@ -39,8 +39,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from berth import storage
+from berth import config, storage
 from berth.errors import StorageError, UsageError
+from berth.names import check_model_name, is_model_name
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
@@ -48,7 +49,6 @@ VERSIONS = "versions"
 FEATURE_PREFIX = "feature."
 REPLACES_KEY = b"berth.replaces"  # in a compacted file's metadata: the names of the files it replaces
 _DAY = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DATA_FILE = re.compile(r"^(part|compact)-[^/]*\.parquet$")
 _HOST = re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname())[:40] or "host"
 _SEQUENCE = itertools.count()
@@ -59,13 +59,9 @@ T = TypeVar("T")
 
 
 def monitor_dir() -> str:
-    """The monitoring location: ``BERTH_MONITOR_DIR`` (a directory or an fsspec URL), else
-    ``$BERTH_HOME/monitoring``, else ``~/.berth/monitoring``."""
-    explicit = os.environ.get("BERTH_MONITOR_DIR")
-    if explicit:
-        return explicit if storage.is_remote(explicit) else str(storage.local_path(explicit))
-    home = storage.local_path(os.environ.get("BERTH_HOME") or Path.home() / ".berth")
-    return str(home / "monitoring")
+    """The monitoring location (:func:`berth.config.monitor_dir`): ``BERTH_MONITOR_DIR`` (a directory or an
+    fsspec URL), else ``$BERTH_HOME/monitoring``, else ``~/.berth/monitoring``."""
+    return config.monitor_dir()
 
 
 def utc(value: dt.datetime) -> dt.datetime:
@@ -73,9 +69,8 @@ def utc(value: dt.datetime) -> dt.datetime:
 
 
 def check_name(model: str) -> str:
-    if not _NAME.match(model):
-        raise UsageError(f"invalid model name {model!r}: use letters, digits, '.', '_' and '-'")
-    return model
+    """The model-name rule of :mod:`berth.names` (the name is a directory here)."""
+    return check_model_name(model)
 
 
 def file_name(prefix: str = "part") -> str:
@@ -194,7 +189,7 @@ class Store:
         found = []
         for entry in self._ls(self.base):
             name = _basename(entry)
-            if _NAME.match(name) and self._ls(f"{entry}/{PREDICTIONS}"):
+            if is_model_name(name) and self._ls(f"{entry}/{PREDICTIONS}"):
                 found.append(name)
         return sorted(found)
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from berth.registry.schema import AuditRow, VersionRow
+from berth.registry.uri import ModelUri
 
 
 def utc(moment: datetime) -> datetime:
@@ -46,7 +47,7 @@ class ModelVersion:
 
     @property
     def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
+        return str(ModelUri(self.name, version=self.version))
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(self)

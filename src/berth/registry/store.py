@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, defer
 
-from berth import lineage, packing, storage
-from berth.bundle import read_manifest, verify_directory
+from berth import config, lineage
 from berth.errors import RegistryConflictError, RegistryError, RegistryNotFoundError, RegistrySchemaError
 from berth.manifest import Manifest
 from berth.registry import database
@@ -30,32 +27,18 @@ from berth.registry.artifacts import ArtifactStore
 from berth.registry.records import AuditEvent, ModelVersion, RegisteredModel, utc
 from berth.registry.schema import AliasRow, AuditRow, ModelRow, PendingRow, VersionRow
 from berth.registry.uri import FORMS, ModelUri, check_alias, check_name, parse_model_uri
+from berth.source import open_bundle
 
-HOME_ENV = "BERTH_HOME"
-URL_ENV = "BERTH_REGISTRY_URL"
-ARTIFACTS_ENV = "BERTH_ARTIFACTS_URL"
-FAULT_ENV = "BERTH_REGISTRY_FAULT"  # test hook: exit the process at the named point of a registration
-FAULT_EXIT = 86
 ORPHAN_GRACE_S = 3600.0
 ALIAS_ACTIONS = ("alias.set", "alias.rm", "alias.rollback")
 
 
-def berth_home() -> Path:
-    return Path(os.environ.get(HOME_ENV) or "~/.berth").expanduser()
-
-
 def default_url() -> str:
-    return os.environ.get(URL_ENV) or f"sqlite:///{berth_home().absolute() / 'registry.db'}"
+    return config.registry_url()
 
 
 def default_artifacts() -> str:
-    return os.environ.get(ARTIFACTS_ENV) or str(berth_home().absolute() / "artifacts")
-
-
-def checkpoint(point: str) -> None:
-    """Fault injection for the crash tests: ``BERTH_REGISTRY_FAULT=<point>`` ends the process right here."""
-    if os.environ.get(FAULT_ENV) == point:
-        os._exit(FAULT_EXIT)
+    return config.artifacts_url()
 
 
 def now() -> datetime:
@@ -163,7 +146,8 @@ class Registry:
         aliases = [check_alias(alias) for alias in aliases]
         tags = check_tags(tags or {})
         self.clean_orphans()
-        with open_bundle(bundle) as (directory, manifest):
+        with open_bundle(bundle, registry=self) as opened:
+            directory, manifest = opened.directory, opened.manifest
             digest = manifest.content_digest
             found = self._find_digest(name, digest)
             if found is not None:
@@ -173,17 +157,13 @@ class Registry:
             self._write(lambda s: s.add(PendingRow(id=pending_id, model_name=name, artifact_uri=location,
                                                    purpose="upload", host=socket.gethostname(),
                                                    pid=os.getpid(), created_at=now())))
-            checkpoint("pending")
             try:
-                self.artifacts.upload(directory, location, manifest,
-                                      on_file=lambda count: checkpoint("upload") if count == 1 else None)
-                checkpoint("uploaded")
+                self.artifacts.upload(directory, location, manifest)
                 self.artifacts.verify(location, manifest)
             except BaseException:
                 with suppress(Exception):  # best effort: a later clean_orphans finishes it otherwise
                     self._finish_pending([(pending_id, location)])
                 raise
-            checkpoint("verified")
         who = lineage.author()
         version = self._write(lambda s: self._commit(s, name, manifest, location, pending_id, aliases, tags,
                                                      description, who))
@@ -234,7 +214,6 @@ class Registry:
         s.flush()
         for alias in aliases:
             self._move_alias(s, model, alias, row)
-        checkpoint("commit")
         return ModelVersion.from_row(name, row)
 
     def _apply(self, s: Session, name: str, version: int, aliases: list[str], tags: dict[str, str], *,
@@ -336,7 +315,7 @@ class Registry:
                 self._model(session, name)
             return [AuditEvent.from_row(row) for row in reversed(rows)]
 
-    def _versions_query(self, name: str) -> sa.Select[tuple[VersionRow]]:
+    def _versions_query(self, name: str) -> sa.Select[VersionRow]:
         check_name(name)
         return (sa.select(VersionRow).options(defer(VersionRow.manifest))
                 .join(ModelRow, ModelRow.id == VersionRow.model_id).where(ModelRow.name == name))
@@ -374,7 +353,7 @@ class Registry:
             self._move_alias(s, model, alias, row)
             return ModelVersion.from_row(name, row)
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def remove_alias(self, name: str, alias: str) -> int:
         """Remove ``alias``; returns the version it pointed at."""
@@ -391,7 +370,7 @@ class Registry:
             self._audit(s, name, "alias.rm", old, key=alias, old=str(old))
             return old
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def rollback(self, name: str, alias: str = "production") -> ModelVersion:
         """Move ``alias`` back to the version it held before its last move (repeatable, like an undo stack)."""
@@ -419,7 +398,7 @@ class Registry:
             self._move_alias(s, model, alias, row, action="alias.rollback")
             return ModelVersion.from_row(name, row)
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def set_tags(self, name: str, version: int, tags: dict[str, str] | None = None,
                  remove: Iterable[str] = ()) -> ModelVersion:
@@ -437,7 +416,7 @@ class Registry:
             self._change_tags(s, name, row, tags, remove)
             return ModelVersion.from_row(name, row)
 
-        return self._write(action)  # type: ignore[no-any-return]
+        return self._write(action)
 
     def _move_alias(self, s: Session, model: ModelRow, alias: str, row: VersionRow,
                     action: str = "alias.set") -> None:
@@ -482,7 +461,7 @@ class Registry:
 
         deleted, trash = self._write(action)
         self._finish_pending(trash)
-        return deleted  # type: ignore[no-any-return]
+        return deleted
 
     def delete_model(self, name: str, *, force: bool = False) -> list[int]:
         """Delete a model with every version and bundle; refused while it has aliases unless ``force``."""
@@ -503,7 +482,7 @@ class Registry:
 
         numbers, trash = self._write(action)
         self._finish_pending(trash)
-        return numbers  # type: ignore[no-any-return]
+        return numbers
 
     def _drop_aliases(self, s: Session, model: ModelRow, rows: list[VersionRow], force: bool) -> None:
         by_id = {row.id: row for row in rows}
@@ -631,26 +610,17 @@ def check_tags(tags: dict[str, str]) -> dict[str, str]:
     return clean
 
 
-@contextmanager
-def open_bundle(uri: str | os.PathLike[str]) -> Iterator[tuple[Path, Manifest]]:
-    """A verified local copy of the bundle to register: the directory itself, an unpacked archive, a download."""
-    if packing.is_archive(uri):
-        with storage.local_file(uri) as archive, tempfile.TemporaryDirectory(prefix="berth-register-") as scratch:
-            yield Path(scratch), packing.extract(archive, Path(scratch))
-        return
-    with storage.local_directory(uri) as directory:
-        manifest = read_manifest(directory)
-        verify_directory(directory, manifest)
-        yield directory, manifest
-
-
 _defaults: dict[tuple[str, str], Registry] = {}
 _defaults_lock = threading.Lock()
 
 
-def default_registry() -> Registry:
-    """The registry the environment names (shared per URL pair), for ``berth.load("models:/...")``."""
-    key = (database.normalize_url(default_url()), default_artifacts())
+def default_registry(url: str | None = None) -> Registry:
+    """The registry at ``url`` (default: the one the environment names), shared per URL pair.
+
+    For entry points given no :class:`Registry` (``berth.load``, ``create_app``, the CLI), through
+    :func:`berth.source.registry_for`; modules below them are passed the registry and never call this.
+    """
+    key = (database.normalize_url(url or default_url()), default_artifacts())
     with _defaults_lock:
         if key not in _defaults:
             _defaults[key] = Registry(*key)

@@ -1,7 +1,8 @@
 """Model URIs: ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``models:/NAME/latest``.
 
-Light on purpose (no SQLAlchemy): :func:`berth.load` and the server parse URIs before deciding whether the
-registry is involved at all.
+Light on purpose (no SQLAlchemy): :mod:`berth.source`, which turns every kind of model URI into a verified
+bundle, parses URIs here before deciding whether a registry is involved at all. ``SCHEME`` is the one definition
+of the ``models:/`` prefix.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import re
 from dataclasses import dataclass
 
 from berth.errors import RegistryError
+from berth.names import check_model_name
 
 SCHEME = "models:/"
 LATEST = "latest"
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ALIAS_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest"
 
@@ -70,11 +71,8 @@ def parse_model_uri(uri: str) -> ModelUri | None:
 
 
 def check_name(name: str, context: str | None = None) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        where = f" in {context!r}" if context and context != name else ""
-        raise RegistryError(f"invalid model name {name!r}{where}: use letters, digits, '.', '_' and '-', "
-                            "starting with a letter or digit, at most 128 characters")
-    return name
+    """The model-name rule of :mod:`berth.names`, raising :class:`RegistryError`."""
+    return check_model_name(name, context, error=RegistryError)
 
 
 def check_alias(alias: str, context: str | None = None) -> str:

@@ -11,12 +11,16 @@ from berth.serving.settings import ServeSettings
 __all__ = ["ServeSettings", "create_app", "serve"]
 
 
-def serve(*sources: str | os.PathLike[str] | Any, **settings: Any) -> None:
+def serve(*sources: str | os.PathLike[str] | Any, backend: str = "local", replicas: int | None = None,
+          autoscale: str | None = None, address: str | None = None, **settings: Any) -> None:
     """Serve models until stopped: ``serve("out/iris", port=8000, workers=2)``.
 
     ``sources`` are bundle URIs (or ``LoadedModel`` objects with ``workers=1``); ``settings`` are the fields of
-    :class:`ServeSettings`. Blocks; returns after SIGTERM / Ctrl-C and a graceful drain.
+    :class:`ServeSettings` (unset ones come from ``BERTH_*`` variables). ``backend="ray"`` (with ``replicas``,
+    ``autoscale="MIN:MAX"``, ``address``) serves Ray Serve replicas instead of worker processes. It decides
+    exactly as ``berth serve`` does (:mod:`berth.serving.launch`): invalid settings raise
+    :class:`~berth.errors.UsageError`. Blocks; returns after SIGTERM / Ctrl-C and a graceful drain.
     """
-    from berth.serving.server import run
+    from berth.serving.launch import RayRequest, launch
 
-    run(list(sources), ServeSettings(**settings))
+    launch(sources, settings, ray=RayRequest(backend, replicas, autoscale, address))

@@ -1,4 +1,5 @@
-"""The ASGI application: routes of the three protocols, health, metrics and docs around one data plane."""
+"""The ASGI application: composes the data plane, the route table (:mod:`berth.serving.handlers`), platform and
+monitoring routes, OpenAPI and middleware."""
 
 from __future__ import annotations
 
@@ -6,39 +7,44 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
-import berth
-from berth.errors import BerthError, ModelNotFoundError, SignatureError
+from berth.errors import BerthError
 from berth.serving import monitor_routes, openapi, platforms
-from berth.serving.codec import decode_json
 from berth.serving.dataplane import DataPlane, ModelSource
-from berth.serving.fastpath import PredictionRoutes
+from berth.serving.fastpath import Endpoint, PredictionRoutes
+from berth.serving.handlers import PREDICTION_ROUTES, PredictionRoute, Served
 from berth.serving.metrics import Metrics
 from berth.serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware
-from berth.serving.protocols import mlflow, simple, v2
 from berth.serving.recording import Recorder
-from berth.serving.responses import error_response, json_response
+from berth.serving.responses import error_response
 from berth.serving.rollout import AliasFollower
 from berth.serving.settings import ServeSettings
-from berth.serving.slot import SlotView
+from berth.source import registry_for
+from berth.version import version
+
+if TYPE_CHECKING:
+    from berth.registry.store import Registry
 
 log = logging.getLogger("berth.serve")
-Handler = Callable[[SlotView, Request], Awaitable[tuple[Any, int]]]
 
 
 def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
-               load_in_background: bool = True) -> FastAPI:
-    """Build the server for ``sources`` (bundle URIs, ``LoadedModel`` objects or :class:`ModelSource`)."""
+               registry: Registry | None = None, load_in_background: bool = True) -> FastAPI:
+    """Build the server for ``sources`` (bundle URIs, ``LoadedModel`` objects or :class:`ModelSource`).
+
+    ``models:/`` sources resolve in ``registry``; by default in the one ``settings.registry_url`` (or the
+    environment) names, opened here only if a source needs it.
+    """
     settings = settings or ServeSettings()
     metrics = Metrics()
-    plane = DataPlane([ModelSource.of(s) for s in sources], settings, metrics)
+    plane = DataPlane([ModelSource.of(s) for s in sources], settings, metrics,
+                      registry=registry_for(sources, registry, settings.registry_url))
     follower = AliasFollower(plane, settings.poll_interval_s)
     recorder = Recorder(settings, metrics)  # prediction log, request ids, drift gauges (monitoring)
 
@@ -55,134 +61,17 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
         await plane.close()
         await recorder.stop()  # flushes the prediction log
 
-    app = FastAPI(title="berth model server", version=berth.__version__, lifespan=lifespan,
+    app = FastAPI(title="berth model server", version=version(), lifespan=lifespan,
                   docs_url="/docs", redoc_url=None, **telemetry_options(settings.telemetry))
     app.state.plane = plane
     app.state.metrics = metrics
     app.state.recorder = recorder
-
-    def served(route: str, v2_errors: bool = False) -> Callable[[Handler], Callable[..., Awaitable[Response]]]:
-        """Wrap a prediction handler: resolve the model, time it, count it, render errors, add headers."""
-
-        def wrap(handler: Handler) -> Callable[..., Awaitable[Response]]:
-            async def endpoint(request: Request) -> Response:
-                started = time.perf_counter()
-                name = request.path_params.get("name")
-                request_id = recorder.request_id(request)
-                model, version, headers = name or "", "", {"x-request-id": request_id}
-                metrics.in_flight.inc()
-                slot: SlotView | None = None
-                try:
-                    slot = plane.slot(name).pin()  # this request stays on this version, whatever swaps
-                    model, version = slot.name, slot.runner.version
-                    headers = {"x-berth-model": model, "x-berth-model-version": version, "x-request-id": request_id}
-                    wanted = request.path_params.get("version")
-                    if wanted is not None and wanted != version:
-                        raise ModelNotFoundError(f"model {model!r} has no version {wanted!r}; serving {version}")
-                    payload, status = await handler(slot, request)
-                    response = json_response(payload, status, headers)
-                except Exception as exc:
-                    response = error_response(exc, v2=v2_errors, headers=headers)
-                finally:
-                    metrics.in_flight.dec()
-                    if slot is not None:
-                        slot.release()
-                metrics.requests.labels(route, model, version, str(response.status_code)).inc()
-                elapsed = time.perf_counter() - started
-                metrics.latency.labels(route, model).observe(elapsed)
-                if response.status_code < 400:
-                    recorder.record(request, request_id, model, elapsed)
-                return response
-
-            return endpoint
-
-        return wrap
-
-    @served("/predict")
-    async def predict(slot: SlotView, request: Request) -> tuple[Any, int]:
-        key, data, probabilities = simple.decode(decode_json(await request.body(), request.headers.get(
-            "content-type")))
-        runner = slot.runner
-        try:
-            result = await plane.predict(runner, data, probabilities)
-        except SignatureError as exc:
-            raise simple.located(exc, key) from None
-        request.state.prediction = (runner, data, result)  # for the prediction log
-        return simple.encode(result, slot.name, runner.version, runner.signature.outputs.classes), 200
-
-    @served("/invocations")
-    async def invocations(slot: SlotView, request: Request) -> tuple[Any, int]:
-        key, data = mlflow.decode(await request.body(), request.headers.get("content-type"))
-        runner = slot.runner
-        try:
-            result = await plane.predict(runner, data)
-        except SignatureError as exc:
-            raise mlflow.located(exc, key) from None
-        request.state.prediction = (runner, data, result)  # for the prediction log
-        return mlflow.encode(result), 200
-
-    @served("/v2/infer", v2_errors=True)
-    async def infer(slot: SlotView, request: Request) -> tuple[Any, int]:
-        runner = slot.runner
-        data, requested, request_id = v2.decode(decode_json(await request.body(), request.headers.get(
-            "content-type")), runner.signature)
-        result = await plane.predict(runner, data, "predict_proba" in requested)
-        request.state.prediction = (runner, data, result)  # for the prediction log
-        return v2.encode(result, requested, slot.name, runner.version, request_id), 200
-
-    @served("/v2/metadata", v2_errors=True)
-    async def model_metadata(slot: SlotView, request: Request) -> tuple[Any, int]:
-        runner = slot.runner
-        return v2.metadata(runner.signature, slot.name, runner.version, runner.model.manifest.flavor), 200
-
-    @served("/v2/ready", v2_errors=True)
-    async def model_ready(slot: SlotView, request: Request) -> tuple[Any, int]:
-        return {"name": slot.name, "ready": slot.ready}, 200 if slot.ready else 503
-
-    hot_routes = []  # also dispatched by PredictionRoutes, ahead of FastAPI's router
-    for path in ("/predict", "/models/{name}/predict"):
-        app.add_api_route(path, predict, methods=["POST"], tags=["simple"], summary="Predict",
-                          openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}})
-        hot_routes.append((path, predict))
-    app.add_api_route("/invocations", invocations, methods=["POST"], tags=["mlflow"],
-                      summary="MLflow / SageMaker scoring")
-    hot_routes.append(("/invocations", invocations))
-    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-        app.add_api_route(prefix, model_metadata, methods=["GET"], tags=["v2"], summary="Model metadata")
-        app.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=["v2"], summary="Model ready")
-        app.add_api_route(prefix + "/infer", infer, methods=["POST"], tags=["v2"], summary="Inference")
-        hot_routes.append((prefix + "/infer", infer))
+    served = Served(plane, metrics, recorder, version())
+    hot_routes = add_prediction_routes(app, served, PREDICTION_ROUTES)
     platforms.add_routes(app, settings, served)  # Azure's /score; Vertex AI's routes when configured
     monitor_routes.install(app, plane, recorder)  # POST /feedback, /dashboard
-
-    @app.get("/health/live", tags=["health"])
-    async def live() -> Response:
-        return json_response({"live": True})
-
-    @app.get("/health/ready", tags=["health"])
-    async def ready() -> Response:
-        return json_response(plane.readiness(), 200 if plane.ready else 503)
-
-    @app.get("/ping", tags=["mlflow"])
-    async def ping() -> Response:
-        return json_response({"status": "ok" if plane.ready else "loading"}, 200 if plane.ready else 503)
-
-    @app.get("/v2", tags=["v2"])
-    async def server_metadata() -> Response:
-        return json_response({"name": "berth", "version": berth.__version__, "extensions": []})
-
-    @app.get("/v2/health/live", tags=["v2"])
-    async def v2_live() -> Response:
-        return json_response({"live": True})
-
-    @app.get("/v2/health/ready", tags=["v2"])
-    async def v2_ready() -> Response:
-        return json_response({"ready": plane.ready}, 200 if plane.ready else 503)
-
-    @app.get("/metrics", tags=["health"])
-    async def prometheus() -> Response:
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
+    for path, status_endpoint, tag in served.status_routes():
+        app.add_api_route(path, status_endpoint, methods=["GET"], tags=[tag])
 
     @app.exception_handler(BerthError)
     async def berth_error(request: Request, exc: BerthError) -> Response:
@@ -194,6 +83,19 @@ def create_app(sources: Sequence[Any], settings: ServeSettings | None = None, *,
     if settings.api_keys:
         app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, protect_all=settings.auth_all)
     return app
+
+
+def add_prediction_routes(app: FastAPI, served: Served, table: Sequence[PredictionRoute]) -> list[tuple[str, Endpoint]]:
+    """Register the rows of ``table`` with FastAPI; returns the ``POST`` routes for the fast path."""
+    hot: list[tuple[str, Endpoint]] = []
+    for row in table:
+        endpoint = served.endpoint(row.metric, row.handler, v2_errors=row.v2_errors)
+        for path in row.paths:
+            app.add_api_route(path, endpoint, methods=[row.method], tags=[row.tag], summary=row.summary,
+                              openapi_extra=row.openapi_extra)
+            if row.method == "POST":
+                hot.append((path, endpoint))
+    return hot
 
 
 def telemetry_options(enabled: bool) -> dict[str, Any]:

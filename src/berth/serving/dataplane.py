@@ -10,29 +10,33 @@ import asyncio
 import gc
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from berth.errors import BerthError, ModelNotFoundError, NotReadyError, RequestTimeoutError
-from berth.model import LoadedModel, load
+from berth.model import LoadedModel, load_bundle
 from berth.serving.metrics import Metrics
 from berth.serving.settings import ServeSettings
 from berth.serving.slot import ModelSlot, Prediction, Runner
+from berth.source import open_bundle
+
+if TYPE_CHECKING:
+    from berth.registry.store import Registry
 
 log = logging.getLogger("berth.serve")
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a served model comes from: a URI to load, or a model already loaded (from Python)."""
+    """Where a served model comes from: a URI to load, or a model already loaded (from Python); ``registry`` for
+    a ``models:/`` URI resolved elsewhere than in the server's registry."""
 
     uri: str | None = None
     model: LoadedModel | None = None
     name: str | None = None
+    registry: Registry | None = None
 
     @classmethod
     def of(cls, value: str | os.PathLike[str] | LoadedModel | ModelSource) -> ModelSource:
@@ -46,26 +50,11 @@ class ModelSource:
         return self.uri or (self.model.source if self.model else "?")
 
 
-def is_plain_model_file(uri: str) -> bool:
-    """A file made the tutorial way (``joblib.dump``, ``pickle.dump``, an ONNX file), not a bundle."""
-    from berth.importer import COMPRESSIONS, SUFFIXES
-
-    name = uri.lower()
-    name = name.removesuffix(next((c for c in COMPRESSIONS if name.endswith(c)), ""))
-    return name.endswith(tuple(SUFFIXES))
-
-
-def load_source(uri: str, *, trust: bool) -> LoadedModel:
-    """Load a bundle (or a ``models:/`` URI), or import a plain model file into a temporary bundle first
-    (pickle needs ``trust``)."""
-    if uri.startswith("models:/") or not is_plain_model_file(uri):
-        return load(uri, trust=trust)
-    from berth.importer import import_model
-
-    with tempfile.TemporaryDirectory(prefix="berth-import-") as scratch:
-        bundle = Path(scratch) / Path(uri).stem
-        import_model(uri, bundle, trust=trust)
-        return load(bundle)
+def load_source(uri: str, *, trust: bool, registry: Registry | None = None) -> LoadedModel:
+    """Load a bundle (or a ``models:/`` URI, from ``registry``), or import a plain model file into a temporary
+    bundle first (pickle needs ``trust``)."""
+    with open_bundle(uri, registry=registry, plain_files=True, trust=trust) as bundle:
+        return load_bundle(bundle, trust=trust)
 
 
 def version_of(model: LoadedModel) -> str:
@@ -106,10 +95,16 @@ def settle_heap() -> None:
 
 
 class DataPlane:
-    def __init__(self, sources: Sequence[ModelSource], settings: ServeSettings, metrics: Metrics) -> None:
+    """The served models. ``registry`` resolves ``models:/`` sources (and the aliases they follow) unless a
+    source names its own; the entry point (``create_app``) chooses it, nothing here falls back to a default."""
+
+    def __init__(self, sources: Sequence[ModelSource], settings: ServeSettings, metrics: Metrics, *,
+                 registry: Registry | None = None) -> None:
         self.sources = list(sources)
         self.settings = settings
         self.metrics = metrics
+        self.registry = registry
+        self.registries: dict[str, Registry] = {}  # slot name -> the registry its followed alias lives in
         self.slots: dict[str, ModelSlot] = {}
         self.problems: dict[str, str] = {}
         self.loading_done = False
@@ -121,19 +116,29 @@ class DataPlane:
         for source in self.sources:
             started = time.perf_counter()
             try:
-                model = source.model or load_source(source.uri or "", trust=self.settings.trust)
+                registry = source.registry or self.registry
+                model = source.model or load_source(source.uri or "", trust=self.settings.trust, registry=registry)
                 name = source.name or model.name
                 if name in self.slots:
                     raise BerthError(f"two models are named {name!r}; give each a distinct name")
                 self.slots[name] = ModelSlot.load(name, model, version_of(model), self.settings, self.metrics,
                                                   started)
                 self.slots[name].follows = followed_alias(source.uri)
+                if self.slots[name].follows is not None and registry is not None:
+                    self.registries[name] = registry
             except Exception as exc:  # any failure is reported by /health/ready, the server stays up
                 message = exc.message if isinstance(exc, BerthError) else f"{type(exc).__name__}: {exc}"
                 self.problems[source.describe()] = message
                 log.error("cannot serve %s: %s", source.describe(), message)
         settle_heap()
         self.loading_done = True
+
+    def registry_of(self, name: str) -> Registry:
+        """The registry the slot ``name`` follows its alias in."""
+        registry = self.registries.get(name)
+        if registry is None:
+            raise BerthError(f"{name!r} follows no registry alias")
+        return registry
 
     @property
     def ready(self) -> bool:

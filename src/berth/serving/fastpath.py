@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
+from starlette.convertors import Convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
@@ -26,7 +28,7 @@ class PredictionRoutes:
     def __init__(self, app: ASGIApp, routes: Sequence[tuple[str, Endpoint]]) -> None:
         self.app = app
         self.exact: dict[str, Endpoint] = {}
-        self.patterns: list[tuple[re.Pattern[str], dict[str, object], Endpoint]] = []
+        self.patterns: list[tuple[re.Pattern[str], dict[str, Convertor[Any]], Endpoint]] = []
         for path, endpoint in routes:
             regex, _, convertors = compile_path(path)
             if convertors:
@@ -41,7 +43,7 @@ class PredictionRoutes:
         for regex, convertors, endpoint in self.patterns:
             found = regex.match(path)
             if found:
-                return endpoint, {key: convertors[key].convert(value)  # type: ignore[attr-defined]
+                return endpoint, {key: convertors[key].convert(value)
                                   for key, value in found.groupdict().items()}
         return None
 

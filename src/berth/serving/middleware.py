@@ -7,17 +7,17 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from berth.errors import BerthError, PayloadTooLargeError, UnauthorizedError
+from berth.errors import BerthError, PayloadTooLargeError, UnauthorizedError, render_error
 from berth.serving.codec import dumps
-from berth.serving.responses import error_payload
 
 OPEN_PREFIXES = ("/health", "/ping", "/metrics", "/docs", "/openapi.json", "/redoc", "/v2/health")
 
 
-async def _send_error(send: Send, error: BerthError, *, v2: bool, extra: list[tuple[bytes, bytes]] = ()) -> None:
-    body = dumps(error_payload(error, v2=v2))
+async def _send_error(send: Send, error: BerthError, *, v2: bool, extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    status, payload = render_error(error, v2=v2)
+    body = dumps(payload)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
@@ -16,13 +17,17 @@ from berth.monitoring.store import FEEDBACK
 from berth.serving.codec import decode_json
 from berth.serving.responses import error_response, json_response
 
+if TYPE_CHECKING:
+    from berth.serving.dataplane import DataPlane
+    from berth.serving.recording import Recorder
+
 
 class FeedbackQueueFullError(BerthError):
     status_code = 503
     code = "feedback_queue_full"
 
 
-def install(app: FastAPI, plane: Any, recorder: Any) -> None:
+def install(app: FastAPI, plane: DataPlane, recorder: Recorder) -> None:
     """Add ``POST /feedback`` and the dashboard to ``app``."""
     store = recorder.store
 
@@ -44,7 +49,7 @@ def install(app: FastAPI, plane: Any, recorder: Any) -> None:
             else:
                 loop = asyncio.get_running_loop()
                 for model, table in tables.items():
-                    await loop.run_in_executor(None, lambda m=model, t=table: store.write(m, t, kind=FEEDBACK))
+                    await loop.run_in_executor(None, functools.partial(store.write, model, table, kind=FEEDBACK))
         except Exception as exc:
             return error_response(exc)
         return json_response({"stored": sum(t.num_rows for t in tables.values()),
@@ -59,7 +64,7 @@ def install(app: FastAPI, plane: Any, recorder: Any) -> None:
     app.include_router(create_router(store, lambda: live_status(plane, recorder)))
 
 
-def resolve_model(plane: Any, model: str | None) -> str:
+def resolve_model(plane: DataPlane, model: str | None) -> str:
     names = sorted(plane.slots)
     if model is None:
         if len(names) == 1:
@@ -72,7 +77,7 @@ def resolve_model(plane: Any, model: str | None) -> str:
     return model
 
 
-def live_status(plane: Any, recorder: Any) -> dict[str, Any]:
+def live_status(plane: DataPlane, recorder: Recorder) -> dict[str, Any]:
     """What the running server knows beyond the log: readiness, versions, request and error counts."""
     requests: dict[str, float] = defaultdict(float)
     errors: dict[str, float] = defaultdict(float)

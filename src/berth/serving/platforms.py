@@ -19,26 +19,36 @@ platform sets (``AIP_*`` → Vertex, ``SAGEMAKER_BIND_TO_PORT`` or the ``serve``
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from berth.contracts import (
+    MODEL_DIR,
+    PLATFORM_PORT,
+    SAGEMAKER_PORT_ENV,
+    START_ARGUMENT,
+    VERTEX_ENV,
+    VERTEX_FALLBACK_ROUTES,
+    VERTEX_HEALTH_ROUTE_ENV,
+    VERTEX_PORT_ENV,
+    VERTEX_PREDICT_ROUTE_ENV,
+)
 from berth.errors import SignatureError, UsageError
 from berth.serving.codec import decode_json, json_values, media_type, relocate, require_object
 from berth.serving.protocols import mlflow, simple
 from berth.serving.responses import json_response
 from berth.serving.settings import ServeSettings
 
-START_ARGUMENT = "serve"
-PLATFORM_PORT = 8080
-SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+if TYPE_CHECKING:
+    from berth.serving.dataplane import DataPlane
+    from berth.serving.handlers import Served
+    from berth.serving.slot import SlotView
+
 BERTH_ROUTES = {"/predict", "/invocations", "/ping", "/score", "/health/live", "/health/ready", "/metrics", "/docs",
                 "/openapi.json", "/v2"}
-VERTEX_FALLBACK_ROUTES = ("/vertex/predict", "/vertex/health")  # when AIP_* routes are unset (local runs)
-
-Served = Callable[..., Callable[..., Callable[..., Awaitable[Response]]]]
 
 
 def split_start_argument(uris: Sequence[str]) -> tuple[list[str], bool]:
@@ -49,7 +59,7 @@ def split_start_argument(uris: Sequence[str]) -> tuple[list[str], bool]:
     kept = [uri for uri in uris if uri != START_ARGUMENT or os.path.exists(uri)]
     started = len(kept) != len(uris)
     if started and not kept:
-        kept = [SAGEMAKER_MODEL_DIR]
+        kept = [MODEL_DIR]
     return kept, started
 
 
@@ -63,9 +73,9 @@ def _port(environ: Mapping[str, str], variable: str) -> int | None:
 
 
 def detect(environ: Mapping[str, str], started: bool) -> str:
-    if any(key in environ for key in ("AIP_HTTP_PORT", "AIP_PREDICT_ROUTE", "AIP_HEALTH_ROUTE")):
+    if any(key in environ for key in VERTEX_ENV):
         return "vertex"
-    if started or "SAGEMAKER_BIND_TO_PORT" in environ:
+    if started or SAGEMAKER_PORT_ENV in environ:
         return "sagemaker"
     return ""
 
@@ -79,12 +89,12 @@ def resolve(settings: ServeSettings, environ: Mapping[str, str] | None = None, *
     update: dict[str, Any] = {"platform": platform}
     port: int | None = None
     if platform == "sagemaker":
-        port = _port(environ, "SAGEMAKER_BIND_TO_PORT") or (PLATFORM_PORT if started else None)
+        port = _port(environ, SAGEMAKER_PORT_ENV) or (PLATFORM_PORT if started else None)
     elif platform == "vertex":
-        port = _port(environ, "AIP_HTTP_PORT") or PLATFORM_PORT
-        update["predict_route"] = environ.get("AIP_PREDICT_ROUTE") or settings.predict_route or \
+        port = _port(environ, VERTEX_PORT_ENV) or PLATFORM_PORT
+        update["predict_route"] = environ.get(VERTEX_PREDICT_ROUTE_ENV) or settings.predict_route or \
             VERTEX_FALLBACK_ROUTES[0]
-        update["health_route"] = environ.get("AIP_HEALTH_ROUTE") or settings.health_route or \
+        update["health_route"] = environ.get(VERTEX_HEALTH_ROUTE_ENV) or settings.health_route or \
             VERTEX_FALLBACK_ROUTES[1]
     if port is not None and "port" not in given:
         update["port"] = port
@@ -130,37 +140,42 @@ def azure_decode(body: bytes, content_type: str | None) -> tuple[list[Any], Any]
 # ---------------------------------------------------------------------------------------------- routes
 
 
+async def score(plane: DataPlane, slot: SlotView, request: Request) -> tuple[Any, int]:
+    """Azure ML's ``POST /score``."""
+    where, data = azure_decode(await request.body(), request.headers.get("content-type"))
+    try:
+        result = await plane.predict(slot.runner, data)
+    except SignatureError as exc:
+        raise relocate(exc, *where) from None
+    request.state.prediction = (slot.runner, data, result)  # for the prediction log
+    return {"predictions": json_values(result.predictions)}, 200
+
+
+async def vertex_predict(plane: DataPlane, slot: SlotView, request: Request) -> tuple[Any, int]:
+    """Vertex AI's predict route."""
+    instances = vertex_decode(decode_json(await request.body(), request.headers.get("content-type")))
+    _, data, _ = simple.decode({"instances": instances})
+    try:
+        result = await plane.predict(slot.runner, data)
+    except SignatureError as exc:
+        raise relocate(exc, "body", "instances") from None
+    request.state.prediction = (slot.runner, data, result)  # for the prediction log
+    return {"predictions": json_values(result.predictions)}, 200
+
+
 def add_routes(app: FastAPI, settings: ServeSettings, served: Served) -> None:
     """Register Azure's ``/score`` and, when configured, Vertex AI's predict and health routes."""
-    plane = app.state.plane
-
-    async def score(slot: Any, request: Request) -> tuple[Any, int]:
-        where, data = azure_decode(await request.body(), request.headers.get("content-type"))
-        try:
-            result = await plane.predict(slot.runner, data)
-        except SignatureError as exc:
-            raise relocate(exc, *where) from None
-        request.state.prediction = (slot.runner, data, result)  # for the prediction log
-        return {"predictions": json_values(result.predictions)}, 200
-
-    async def vertex_predict(slot: Any, request: Request) -> tuple[Any, int]:
-        instances = vertex_decode(decode_json(await request.body(), request.headers.get("content-type")))
-        _, data, _ = simple.decode({"instances": instances})
-        try:
-            result = await plane.predict(slot.runner, data)
-        except SignatureError as exc:
-            raise relocate(exc, "body", "instances") from None
-        request.state.prediction = (slot.runner, data, result)  # for the prediction log
-        return {"predictions": json_values(result.predictions)}, 200
+    plane = served.plane
 
     async def vertex_health() -> Response:
         return json_response({"ready": plane.ready}, 200 if plane.ready else 503)
 
     taken = {getattr(route, "path", None) for route in app.routes} | BERTH_ROUTES
-    app.add_api_route("/score", served("/score")(score), methods=["POST"], tags=["azure"], summary="Azure ML scoring")
+    app.add_api_route("/score", served.endpoint("/score", score), methods=["POST"], tags=["azure"],
+                      summary="Azure ML scoring")
     extra: list[tuple[str, Any, str]] = []
     if settings.predict_route:
-        extra.append((settings.predict_route, served("/vertex/predict")(vertex_predict), "POST"))
+        extra.append((settings.predict_route, served.endpoint("/vertex/predict", vertex_predict), "POST"))
     if settings.health_route:
         extra.append((settings.health_route, vertex_health, "GET"))
     for path, endpoint, method in extra:

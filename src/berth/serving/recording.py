@@ -1,10 +1,10 @@
 """The server's side of monitoring: request ids, recording answered predictions, drift gauges in /metrics.
 
-Prediction handlers leave ``(runner, decoded input, Prediction)`` in ``request.state.prediction``; the ``served``
-wrapper of ``app.py`` then calls :meth:`Recorder.record`, which queues one :class:`PendingRecord` (no
-conversion, no I/O) on the :class:`~berth.monitoring.log.PredictionLog`. The log's background task writes
-batches to the monitoring store; the queue is bounded and a full queue drops the record (counted in
-``berth_prediction_log_dropped_total``), never the request. Each worker process writes its own files.
+Prediction handlers leave ``(runner, decoded input, Prediction)`` in ``request.state.prediction``; the endpoint
+made by :class:`~berth.serving.handlers.Served` then calls :meth:`Recorder.record`, which queues one
+:class:`PendingRecord` (no conversion, no I/O) on the :class:`~berth.monitoring.log.PredictionLog`. The log's
+background task writes batches to the monitoring store; the queue is bounded and a full queue drops the record
+(counted in ``berth_prediction_log_dropped_total``), never the request. Each worker process writes its own files.
 """
 
 from __future__ import annotations

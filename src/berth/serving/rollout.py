@@ -77,11 +77,10 @@ class AliasFollower:
 
     async def check(self, slot: ModelSlot) -> bool:
         """Swap ``slot`` to the alias's version if it moved; True when a swap happened."""
-        from berth.registry.store import default_registry
-
         loop = asyncio.get_running_loop()
         follows = slot.follows
-        target = await loop.run_in_executor(None, default_registry().alias_version, follows.name, follows.alias)
+        registry = self.plane.registry_of(slot.name)
+        target = await loop.run_in_executor(None, registry.alias_version, follows.name, follows.alias)
         if target is None:
             slot.problem = f"alias {follows} no longer exists; still serving version {slot.runner.version}"
             return False
@@ -119,7 +118,8 @@ class AliasFollower:
         from berth.serving.slot import start_runner
 
         started = time.perf_counter()
-        model = load_source(f"models:/{target.name}/{target.version}", trust=self.plane.settings.trust)
+        model = load_source(target.uri, trust=self.plane.settings.trust,
+                            registry=self.plane.registry_of(slot.name))
         if not self.plane.settings.allow_signature_change:
             check_compatible(slot.runner.signature, model.signature)
         runner = start_runner(slot.name, model, str(target.version), self.plane.settings, self.plane.metrics,

@@ -68,8 +68,10 @@ def serve_in_process(sources: Sequence[Any], settings: ServeSettings, sock: sock
 
     configure_logging(settings.log_level)
     app = create_app(sources, settings, load_in_background=not preload)
+    # uvicorn annotates the grace period as int but hands it to asyncio.wait_for, which takes fractions too
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False,
+                            timeout_graceful_shutdown=settings.graceful_timeout_s,  # type: ignore[arg-type]
+                            access_log=False,
                             server_header=False, loop="auto", http="auto", lifespan="on")
     server = uvicorn.Server(config)
     if sock is None:

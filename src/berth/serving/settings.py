@@ -36,6 +36,8 @@ class ServeSettings(BaseSettings):
     auth_all: bool = Field(False, description="Also require a key for health, metrics and docs routes.")
     trust: bool = Field(False, description="Allow pickle-based payloads (they run code when loaded).")
     graceful_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may take.")
+    registry_url: str | None = Field(None, description="The registry models:/ URIs are resolved in (default: "
+                                     "sqlite:///$BERTH_HOME/registry.db), as in the registry commands.")
     poll_interval_s: float = Field(5.0, gt=0, le=3600, description="How often a server following a registry "
                                    "alias (models:/NAME@ALIAS) checks where the alias points.")
     allow_signature_change: bool = Field(False, description="Swap in a new version of a followed alias even if "

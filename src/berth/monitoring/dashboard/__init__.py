@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Query
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from berth.errors import BerthError
+from berth.errors import render_error
 from berth.monitoring.store import Store, parse_duration
 
 CACHE_SECONDS = 3.0
@@ -97,8 +97,9 @@ def create_router(store: Store, live: LiveStatus | None = None) -> APIRouter:
     def report(model: str, window: str = Query("1h", description="e.g. 15m, 24h, 7d")) -> Response:
         try:
             return JSONResponse(cache.get(model, window))
-        except BerthError as exc:
-            return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code)
+        except Exception as exc:
+            status, body = render_error(exc)
+            return JSONResponse(body, status_code=status)
 
     return router
 

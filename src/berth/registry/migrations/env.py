@@ -7,14 +7,14 @@ holds the registry's migration lock; ``alembic`` on the command line works too, 
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import Connection, engine_from_config, pool
 
 from berth.registry.schema import VERSION_TABLE, Base
 
 config = context.config
 
 
-def run(connection: object) -> None:
+def run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=Base.metadata, version_table=VERSION_TABLE,
                       render_as_batch=True, compare_type=True)
     with context.begin_transaction():

@@ -20,7 +20,7 @@ def decode(body: Any) -> tuple[str, Any, bool]:
     body = require_object(body)
     present = [key for key in INPUT_KEYS if key in body]
     unknown = sorted(body.keys() - {*INPUT_KEYS, "probabilities"})
-    details = [{"loc": ["body", key], "msg": "unknown key"} for key in unknown]
+    details: list[dict[str, Any]] = [{"loc": ["body", key], "msg": "unknown key"} for key in unknown]
     if len(present) != 1:
         found = "none" if not present else ", ".join(present)
         details.insert(0, {"loc": ["body"], "msg": f"expected exactly one of features, instances, inputs; got {found}"})

@@ -36,8 +36,12 @@ def _tensor(index: int, tensor: Any) -> tuple[str, np.ndarray]:
     where = ["inputs", index]
     if not isinstance(tensor, dict):
         raise RequestError(f"input {index} must be an object", [{"loc": where, "msg": "expected an object"}])
-    name, shape, datatype, data = (tensor.get(k) for k in ("name", "shape", "datatype", "data"))
-    problems = []
+    # JSON values, checked one by one below
+    name: Any = tensor.get("name")
+    shape: Any = tensor.get("shape")
+    datatype: Any = tensor.get("datatype")
+    data: Any = tensor.get("data")
+    problems: list[dict[str, Any]] = []
     if not isinstance(name, str):
         problems.append({"loc": [*where, "name"], "msg": "expected a string"})
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
@@ -48,6 +52,7 @@ def _tensor(index: int, tensor: Any) -> tuple[str, np.ndarray]:
         problems.append({"loc": [*where, "data"], "msg": "expected a list"})
     if problems:
         raise RequestError(f"input {index}: " + "; ".join(f"{p['loc'][-1]}: {p['msg']}" for p in problems), problems)
+    array: np.ndarray
     try:
         array = np.array(data, dtype=DATATYPES[datatype]).reshape(-1) if datatype != "BYTES" else np.array(
             _flatten(data), dtype=object)

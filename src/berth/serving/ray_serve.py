@@ -117,6 +117,7 @@ class BerthReplica:
 
     def __init__(self, sources: list[str], settings: dict[str, Any]) -> None:
         from berth.serving.dataplane import ModelSource, load_source
+        from berth.source import registry_for
 
         self.settings = ServeSettings.model_validate(settings)
         metrics_dir = os.environ.get(METRICS_DIR_ENV)
@@ -124,7 +125,9 @@ class BerthReplica:
             os.makedirs(metrics_dir, exist_ok=True)
             forget_dead_replicas(metrics_dir)
         # a BerthError here fails the replica with berth's own message (the deployment reports it)
-        self.sources = [ModelSource(model=load_source(uri, trust=self.settings.trust)) for uri in sources]
+        registry = registry_for(sources, None, self.settings.registry_url)  # this process's entry point
+        self.sources = [ModelSource(model=load_source(uri, trust=self.settings.trust, registry=registry))
+                        for uri in sources]
         self.berth_app: Any = None
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
@@ -135,7 +138,7 @@ class BerthReplica:
         self.berth_app = create_app(self.sources, self.settings, load_in_background=False)
         replica = serve.get_replica_context().replica_id.unique_id
         self.berth_app.add_middleware(ReplicaHeaders, replica=replica)
-        return self.berth_app  # type: ignore[no-any-return]
+        return self.berth_app
 
     def check_health(self) -> None:
         """Ray's periodic health check: a replica whose models did not load is replaced."""
@@ -172,7 +175,6 @@ def deployment(sources: Sequence[str], settings: ServeSettings, options: RayServ
                                           "target_ongoing_requests": max(2, settings.max_batch_size // 4)}}
     ingress = serve.ingress()(BerthReplica)
     return serve.deployment(
-        ingress,
         name=options.name,
         # enough concurrent requests per replica for the batcher to form full batches
         max_ongoing_requests=max(100, 2 * settings.max_batch_size),
@@ -183,7 +185,7 @@ def deployment(sources: Sequence[str], settings: ServeSettings, options: RayServ
         health_check_period_s=5,
         max_constructor_retry_count=CONSTRUCTOR_RETRIES,
         **scaling,
-    ).bind(list(sources), settings.model_dump(mode="json"))
+    )(ingress).bind(list(sources), settings.model_dump(mode="json"))
 
 
 def replica_settings(settings: ServeSettings, options: RayServeOptions) -> ServeSettings:
@@ -209,7 +211,7 @@ def absolute_sources(sources: Sequence[str]) -> list[str]:
 def run(sources: Sequence[str], settings: ServeSettings, options: RayServeOptions,
         stop: threading.Event | None = None) -> None:
     """Deploy ``sources`` on Ray and serve until SIGTERM / Ctrl-C (or ``stop``); then remove the deployment."""
-    from berth.deploy.ray_runtime import import_ray, ray_instance
+    from berth.ray_runtime import import_ray, ray_instance
 
     import_ray()
     from ray import serve
@@ -218,13 +220,13 @@ def run(sources: Sequence[str], settings: ServeSettings, options: RayServeOption
     settings = replica_settings(settings, options)
     if options.address is None:
         from berth.model import inspect
-        from berth.serving.dataplane import is_plain_model_file
+        from berth.source import is_plain_model_file
 
         for uri in uris:  # a missing or broken local bundle fails here, before Ray starts
             if ":" not in uri and not is_plain_model_file(uri):
                 inspect(uri)
     stop = stop or threading.Event()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     metrics_dir = os.path.join(tempfile.gettempdir(), f"berth-ray-metrics-{options.name}-{uuid.uuid4().hex[:8]}")
     cpus = max(os.cpu_count() or 1, int(options.most_replicas * options.replica_cpus + 0.999))
     try:

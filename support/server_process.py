@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,12 @@ from pathlib import Path
 
 import httpx
 
+from support.ports import free_port
+
+__all__ = ["BERTH", "ROOT", "ServerProcess", "free_port", "listening_sockets"]
+
 BERTH = Path(sys.executable).parent / "berth"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def listening_sockets(port: int) -> int:
@@ -35,6 +32,8 @@ def listening_sockets(port: int) -> int:
 
 
 class ServerProcess:
+    _output: str | None = None  # what the server printed, once read after it exited
+
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -80,6 +79,7 @@ class ServerProcess:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL to the process group after 30 s; the output pipe is drained and closed."""
         if self.process.poll() is None:
             self.terminate()
             try:
@@ -87,9 +87,14 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
+        self.output()
 
     def output(self) -> str:
+        """What the server printed, once it has exited (read once, then the pipe is closed)."""
         if self.process.poll() is None:
             return "(still running)"
-        assert self.process.stdout is not None
-        return self.process.stdout.read()
+        if self._output is None:
+            assert self.process.stdout is not None
+            with self.process.stdout:
+                self._output = self.process.stdout.read()
+        return self._output
