@@ -273,14 +273,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=100, help="repetitions per cell (bounded: 10 to 1000)")
     parser.add_argument("--no-evidently", action="store_true", help="berth only (no Evidently venv needed)")
+    parser.add_argument("--only", choices=["numeric", "ties", "categorical", "dataset"],
+                        help="run one scenario and replace its rows in the existing results")
     args = parser.parse_args()
     repeats = min(max(args.repeats, 10), 1000)
     WORK.mkdir(parents=True, exist_ok=True)
     python = None if args.no_evidently else setup_evidently()
-    all_cells = cells()
+    all_cells = [c for c in cells() if args.only is None or c.kind == args.only]
     started = time.perf_counter()
+    seeds = {(c.kind, c.shift, c.n_reference, c.window): 1000 + i for i, c in enumerate(cells())}
     for index, cell in enumerate(all_cells):
-        arrays = run_cell(cell, repeats, seed=1000 + index)
+        arrays = run_cell(cell, repeats, seed=seeds[(cell.kind, cell.shift, cell.n_reference, cell.window)])
         cell.file = str(WORK / f"cell-{index}.npz")
         np.savez(cell.file, **arrays)
         log(f"{index + 1}/{len(all_cells)} {cell.kind} {cell.shift} n={cell.n_reference} m={cell.window}: "
@@ -302,7 +305,30 @@ def main() -> None:
             cell.evidently_features = float(flags.mean())
             cell.evidently_dataset = float(np.mean(result["dataset"]))
             cell.evidently_tests = ", ".join(result["tests"])
+    if args.only is not None:
+        all_cells = merge_previous(all_cells)
     write_results(all_cells, repeats, seconds)
+
+
+def merge_previous(fresh: list[Cell]) -> list[Cell]:
+    """The previous results' cells (read back from the table) with ``fresh`` ones in place of theirs."""
+    previous: dict[tuple[str, str, int, int], Cell] = {}
+    if RESULTS.exists():
+        for line in RESULTS.read_text().splitlines():
+            parts = [p.strip() for p in line.strip().strip("|").split("|")]
+            if len(parts) != 10 or not parts[2].replace(",", "").isdigit():
+                continue
+            kind, shift, n, m = parts[0], parts[1], int(parts[2].replace(",", "")), int(parts[3].replace(",", ""))
+            rate = lambda text: float(text.rstrip("%")) / 100 if text != "-" else 0.0  # noqa: E731
+            columns = {c: k.dtype for c, k in DATASET.items()} if kind == "dataset" else {"x": "num"}
+            previous[(kind, shift, n, m)] = Cell(kind, shift, n, m, columns, berth_tests=parts[4],
+                                                 berth_features=rate(parts[5]), evidently_tests=parts[6],
+                                                 evidently_features=rate(parts[7]), berth_dataset=rate(parts[8]),
+                                                 evidently_dataset=rate(parts[9]))
+    for cell in fresh:
+        previous[(cell.kind, cell.shift, cell.n_reference, cell.window)] = cell
+    order = [(c.kind, c.shift, c.n_reference, c.window) for c in cells()]
+    return [previous[key] for key in order if key in previous]
 
 
 if __name__ == "__main__":

@@ -216,8 +216,10 @@ def summarize(report: dict[str, Any]) -> list[str]:
         drifted = drift["drifted_features"]
         judged = sum(1 for f in drift["features"] if f["method"])
         if drift["drifted"]:
+            why = (f"above the {drift['threshold']:.0%} share that signals drift" if drift["share"] > drift["threshold"]
+                   else f"so many together happen by chance {drift.get('chance', 0):.1%} of the time")
             lines.append(f"DATASET DRIFT: {len(drifted)} of {judged} features changed against the training data "
-                         f"({', '.join(drifted)}); above the {drift['threshold']:.0%} share that signals drift.")
+                         f"({', '.join(drifted)}); {why}.")
         elif drifted:
             lines.append(f"Some drift: {', '.join(drifted)} changed ({len(drifted)} of {judged} features); "
                          f"below the {drift['threshold']:.0%} share that signals dataset drift.")

@@ -17,7 +17,7 @@ def check(report: dict[str, Any], *, metric: str | None = None, max_drop: float 
     drift = report.get("drift")
     if drift and drift["drifted"]:
         problems.append(f"dataset drift: {', '.join(drift['drifted_features'])} "
-                        f"({drift['share']:.0%} of features > {drift['threshold']:.0%})")
+                        f"({drift['share']:.0%} of features; by chance {drift.get('chance', 0):.1%})")
     timeline = report.get("timeline")
     if latest_bucket and timeline and timeline["latest"]["dataset_drift"]:
         latest = timeline["latest"]
