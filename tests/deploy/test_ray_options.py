@@ -66,7 +66,6 @@ def test_replicas_get_the_prediction_log_place_resolved_by_the_driver(monkeypatc
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     """A replica may run with another environment (Ray workers, other nodes): the driver's BERTH_HOME decides."""
     from berth.serving.ray_serve import RayServeOptions, replica_settings
-
     from berth.serving.settings import ServeSettings
 
     monkeypatch.delenv("BERTH_MONITOR_DIR", raising=False)

@@ -422,7 +422,7 @@ def distribution_plot(current: np.ndarray, reference: dict[str, Any], *,
     if reference.get("type") == "numeric" and as_categories and "histogram" in reference:
         expected, observed = _numeric_bins(_floats(current), reference)
         keep = np.flatnonzero((expected + observed) > 0)
-        return {"categories": [_bin_name(i, current, reference) for i in keep],
+        return {"categories": [_bin_name(int(i), current, reference) for i in keep],
                 "reference": (expected[keep] / max(expected.sum(), 1)).tolist(),
                 "current": (observed[keep] / max(observed.sum(), 1)).tolist()}
     if reference.get("type") == "numeric":
