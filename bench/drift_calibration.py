@@ -219,8 +219,8 @@ def write_results(all_cells: list[Cell], repeats: int, seconds: dict[str, float]
         "draws a reference of n rows and a window of m rows. berth judges from the reference's stored statistics "
         "(`feature_stats`: 101 percentiles, a 20-bin histogram or category counts); Evidently 0.7.23 gets the raw "
         "reference rows and picks its default test per column (KS / chi-square / z up to 1,000 reference rows, "
-        "Wasserstein / Jensen-Shannon above). Dataset drift: berth's rule (more than half of the features), "
-        "Evidently's (at least half).",
+        "Wasserstein / Jensen-Shannon above). Dataset drift: berth's rule (more than half of the features, or "
+        "more drifted features than chance gives 5 % of the time), Evidently's (at least half).",
         "",
         f"berth {seconds['berth']:.0f} s, Evidently {seconds['evidently']:.0f} s for the whole grid.",
         "",

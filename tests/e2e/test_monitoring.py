@@ -168,6 +168,8 @@ def test_drift_over_time_in_report_and_dashboard_screenshots(iris_bundle: Path, 
     finally:
         ui.terminate()
         ui.wait(30)
+        if ui.stdout is not None:
+            ui.stdout.close()
     for name in ("report-drift-over-time.png", "dashboard-drift-over-time.png"):
         assert (shots / name).stat().st_size > 5_000
     print(f"screenshots in {shots}", file=sys.stderr)
