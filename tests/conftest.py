@@ -14,6 +14,10 @@ from sklearn.ensemble import RandomForestClassifier
 import berth
 from tests.deploy.ray_support import require_ray
 
+# The loopback S3 server and the PostgreSQL server, registered once here (each starts only when a test asks for
+# its fixture): registered from single test modules, a subset run could import one before it is a plugin.
+pytest_plugins = ["tests.s3_fixture", "tests.postgres_fixture"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def monitor_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

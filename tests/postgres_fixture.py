@@ -1,6 +1,6 @@
 """PostgreSQL for tests: one server per session (``support.postgres``), a fresh empty database per test.
 
-Use it from a test module with ``pytest_plugins = ["tests.postgres_fixture"]`` and the ``postgres_url``
+Registered in tests/conftest.py; use the ``postgres_url``
 fixture (a ``postgresql+psycopg://`` URL). Without PostgreSQL (``scripts/system-packages`` installs it) the tests
 that need it skip, except under ``CI=true``, where they fail.
 """

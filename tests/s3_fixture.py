@@ -1,6 +1,6 @@
 """The loopback S3 server for tests (``support.s3``): one per session, an empty bucket per test.
 
-Use it from a test module with ``pytest_plugins = ["tests.s3_fixture"]`` and the ``s3`` fixture, which points
+Registered in tests/conftest.py; use the ``s3`` fixture, which points
 berth at the server (``BERTH_S3_ENDPOINT_URL``), sets dummy AWS credentials, and creates an empty bucket.
 
 Without moto[server] or s3fs the tests that use it are skipped, except under ``CI=true``, where a missing

@@ -17,7 +17,6 @@ from berth.errors import BundleError, FlavorError, IntegrityError, StorageError
 if TYPE_CHECKING:
     from tests.s3_fixture import S3
 
-pytest_plugins = ["tests.s3_fixture"]
 pytestmark = pytest.mark.s3
 
 # what loading a key without a bundle may raise: no manifest (BundleError) or no object (StorageError)

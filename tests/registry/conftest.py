@@ -1,6 +1,6 @@
 """Registry fixtures: distinct small bundles, and a registry over two database x artifact store pairs.
 
-Test modules using ``registry`` declare ``pytest_plugins = ["tests.s3_fixture", "tests.postgres_fixture"]``:
+Test modules using ``registry`` get the S3 and PostgreSQL fixtures from tests/conftest.py:
 the PostgreSQL and S3 variants take the loopback servers from there (and skip, or fail under CI=true, without).
 """
 

@@ -24,8 +24,6 @@ from tests.registry.conftest import ALL_BACKENDS, MakeBundle, artifact_locations
 from tests.registry.processes import start_worker
 from tests.registry.worker import CRASH_POINTS, FAULT_EXIT
 
-pytest_plugins = ["tests.s3_fixture", "tests.postgres_fixture"]
-
 WORKERS = 8
 
 

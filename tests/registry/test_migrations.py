@@ -15,8 +15,6 @@ from berth.registry import Registry
 from berth.registry.database import alembic_config, create_engine, head_revision
 from tests.registry.conftest import MakeBundle
 
-pytest_plugins = ["tests.postgres_fixture"]
-
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = ROOT / "src/berth/registry/migrations"
 

@@ -20,8 +20,6 @@ from berth.registry import Registry
 from berth.serving.dataplane import load_source, version_of
 from tests.registry.conftest import MakeBundle, artifact_locations
 
-pytest_plugins = ["tests.s3_fixture", "tests.postgres_fixture"]
-
 
 def test_versions_are_numbered_per_model_and_keep_their_lineage(registry: Registry, make_bundle: MakeBundle) -> None:
     first = registry.register(make_bundle(0), "iris", tags={"team": "ml"})

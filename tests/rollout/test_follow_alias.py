@@ -16,7 +16,6 @@ from berth.signature import Signature
 from tests.rollout.conftest import other_columns_bundle
 from tests.serving.conftest import ROW, make_client
 
-pytest_plugins = ["tests.s3_fixture", "tests.postgres_fixture"]
 POLL_S = 0.05
 
 

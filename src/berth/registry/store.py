@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -55,6 +56,11 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def dispose_engines(*engines: sa.Engine) -> None:
+    for engine in engines:
+        engine.dispose()
+
+
 class Registry:
     """Models, versions, aliases, tags and audit log in SQLite or PostgreSQL; bundles in a file or S3 store.
 
@@ -69,6 +75,8 @@ class Registry:
         self.artifacts = ArtifactStore(artifacts or default_artifacts())
         self._engine = database.create_engine(self.url)
         self._poll_engine = database.poll_engine(self._engine)
+        # A registry dropped without close() still returns its pooled connections (PostgreSQL's are sockets).
+        self._finalizer = weakref.finalize(self, dispose_engines, self._engine, self._poll_engine)
         self._auto_upgrade = auto_upgrade
         self._current = False
         self._lock = threading.Lock()
@@ -83,8 +91,7 @@ class Registry:
         self.close()
 
     def close(self) -> None:
-        self._engine.dispose()
-        self._poll_engine.dispose()
+        self._finalizer()
 
     # ------------------------------------------------------------------ schema
 
