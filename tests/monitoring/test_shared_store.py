@@ -20,8 +20,6 @@ from tests.monitoring.conftest import FEATURES, log_rows, reference_rows, true_l
 if TYPE_CHECKING:
     from tests.s3_fixture import S3
 
-pytest_plugins = ["tests.s3_fixture"]
-
 
 def test_a_url_is_a_store_location_not_a_local_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
