@@ -107,6 +107,34 @@ def test_a_sample_file_gives_the_signature(tmp_path: Path, iris_data: Iris) -> N
     assert manifest.signature.example[0] == X.iloc[0].to_dict()
 
 
+def test_reference_data_gives_the_drift_baseline(tmp_path: Path, iris_data: Iris) -> None:
+    """berth import --reference train.parquet: reference statistics (and, without a sample, the signature);
+    the label column of a training file is left out."""
+    from typer.testing import CliRunner
+
+    from berth.cli import app
+
+    X, y = iris_data
+    classifier = LogisticRegression(max_iter=500).fit(X, y)
+    source = tmp_path / "model.joblib"
+    joblib.dump(classifier, source)
+    training = tmp_path / "train.parquet"
+    X.assign(target=y).to_parquet(training)
+    result = CliRunner().invoke(app, ["import", str(source), "-o", str(tmp_path / "bundle"), "--trust",
+                                      "--reference", str(training)])
+    assert result.exit_code == 0, result.output
+    assert "reference statistics of 150 rows attached" in result.output
+    manifest = berth.inspect(tmp_path / "bundle")
+    assert manifest.signature is not None and manifest.signature.names == list(X.columns)
+    assert manifest.reference["rows"] == 150 and list(manifest.reference["features"]) == list(X.columns)
+    assert manifest.reference["predictions"]["type"] in ("numeric", "categorical")
+    bad = tmp_path / "bad.csv"
+    X.drop(columns=X.columns[0]).to_csv(bad, index=False)
+    result = CliRunner().invoke(app, ["import", str(source), "-o", str(tmp_path / "other"), "--trust",
+                                      "--sample", str(training), "--reference", str(bad)])
+    assert result.exit_code == 1 and "lacks the model's input columns" in result.output
+
+
 def test_without_trust_a_pickle_or_joblib_file_is_refused(tmp_path: Path,
                                                           iris_forest: RandomForestClassifier) -> None:
     joblib.dump(iris_forest, tmp_path / "model.joblib")

@@ -84,10 +84,15 @@ def artifacts_url(environ: Mapping[str, str] | None = None) -> str:
     return _get(ARTIFACTS_URL, environ) or str(home(environ).absolute() / "artifacts")
 
 
-def monitor_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``BERTH_MONITOR_DIR``, else ``$BERTH_HOME/monitoring``."""
+def monitor_dir(environ: Mapping[str, str] | None = None) -> str:
+    """``BERTH_MONITOR_DIR`` (a directory, or an fsspec URL such as ``s3://bucket/prefix`` shared by every
+    server), else ``$BERTH_HOME/monitoring``. A URL is kept as given; a path is expanded."""
     explicit = _get(MONITOR_DIR, environ)
-    return Path(explicit).expanduser() if explicit else home(environ) / "monitoring"
+    if explicit and "://" in explicit and not explicit.startswith("file://"):
+        return explicit
+    if explicit:
+        return str(Path(explicit.removeprefix("file://")).expanduser())
+    return str(home(environ) / "monitoring")
 
 
 def s3_endpoint_url(environ: Mapping[str, str] | None = None) -> str | None:

@@ -73,11 +73,14 @@ def import_model(
     format: str | None = None,
     overwrite: bool = False,
     examples: bool = True,
+    reference: Any = None,
 ) -> Manifest:
     """Import the model file at ``path`` as a bundle at ``output``; returns the bundle's manifest.
 
     ``sample`` is data or the path of a CSV, Parquet or JSON Lines file of a few input rows; it gives the
-    signature. ``format`` is the bundle's payload format (default: the flavor's safe one).
+    signature. ``reference`` is the training data (or a file of it): its statistics go into the manifest as the
+    baseline of drift monitoring; without a sample it gives the signature too. ``format`` is the bundle's
+    payload format (default: the flavor's safe one).
     """
     from berth.mlflow_import import import_mlflow, is_mlflow_model
 
@@ -98,11 +101,55 @@ def import_model(
     with storage.local_file(path) as local:
         digest = sha256_file(local)
         model, metadata = unwrap(read_model(local, kind), local.name)
+    reference = reference_rows(reference)
+    if sample is None and reference is not None:
+        sample = input_columns(reference, model)
+        sample = sample.head(5) if hasattr(sample, "head") else sample[:5]
     rows, synthetic = sample_rows(sample, model, metadata)
+    reference = fit_reference(reference, rows)
     origin = {"file": Path(str(path)).name, "sha256": digest, "format": kind}
     bundle_name = name if name is not None else default_name(output)
     return write_bundle(model, output, origin, sample=rows, synthetic=synthetic, name=bundle_name,
-                        format=format, metadata=metadata, overwrite=overwrite, examples=examples)
+                        format=format, metadata=metadata, overwrite=overwrite, examples=examples,
+                        reference=reference)
+
+
+MAX_REFERENCE_ROWS = 1_000_000
+
+
+def reference_rows(reference: Any) -> Any:
+    """The reference as data: a CSV or Parquet file (or JSON Lines) is read, up to ``MAX_REFERENCE_ROWS``."""
+    if not isinstance(reference, str | os.PathLike):
+        return reference
+    from berth.batch import read_head
+
+    return read_head(reference, rows=MAX_REFERENCE_ROWS)
+
+
+def input_columns(reference: Any, model: Any) -> Any:
+    """The model's input columns of a training table (which often carries the label too)."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None or not hasattr(reference, "columns"):
+        expected = getattr(model, "n_features_in_", None)
+        if expected is not None and hasattr(reference, "columns") and len(reference.columns) != int(expected):
+            raise SignatureError(f"the reference data has {len(reference.columns)} columns but the model takes "
+                                 f"{expected}; pass a sample of the inputs (--sample) to say which are inputs")
+        return reference
+    missing = [str(n) for n in names if n not in reference.columns]
+    if missing:
+        raise SignatureError(f"the reference data lacks the model's input columns: {', '.join(missing)}")
+    return reference[list(names)]
+
+
+def fit_reference(reference: Any, sample: Any) -> Any:
+    """The reference's columns that the signature has (a training file often carries the label too)."""
+    if reference is None or not hasattr(reference, "columns") or not hasattr(sample, "columns"):
+        return reference
+    wanted = [c for c in sample.columns if c in reference.columns]
+    missing = [str(c) for c in sample.columns if c not in reference.columns]
+    if missing:
+        raise SignatureError(f"the reference data lacks the model's input columns: {', '.join(missing)}")
+    return reference[wanted]
 
 
 def file_format(path: str | os.PathLike[str]) -> str:
@@ -235,7 +282,8 @@ def sample_rows(sample: Any, model: Any, metadata: dict[str, Any]) -> tuple[Any,
 def write_bundle(model: Any, output: str | os.PathLike[str], origin: dict[str, Any], *, sample: Any,
                  synthetic: bool, name: str, format: str | None, metadata: dict[str, Any],
                  overwrite: bool, examples: bool = True, metrics: dict[str, Any] | None = None,
-                 params: dict[str, Any] | None = None, nullable: frozenset[str] = frozenset()) -> Manifest:
+                 params: dict[str, Any] | None = None, nullable: frozenset[str] = frozenset(),
+                 reference: Any = None) -> Manifest:
     """Save, load back once, record the origin in the manifest, then publish the bundle at ``output``.
 
     ``nullable`` names input columns that may be missing although the sample had no missing value (an MLflow
@@ -252,7 +300,8 @@ def write_bundle(model: Any, output: str | os.PathLike[str], origin: dict[str, A
         bundle = staged / "bundle"
         try:
             manifest = save(model, bundle, sample=sample, name=name, flavor=flavor.name, examples=examples,
-                            format=payload_format, metadata=metadata, metrics=metrics, params=params)
+                            format=payload_format, metadata=metadata, metrics=metrics, params=params,
+                            reference=reference)
         except FlavorError as exc:
             raise FlavorError(exc.message + hint, exc.details) from exc
         try:

@@ -96,6 +96,12 @@ def problems(text: str) -> list[str]:
         found.append("no EXPOSE")
     elif port is None or exposed != [port]:
         found.append(f"EXPOSE {exposed} differs from BERTH_PORT {port}")
+    volumes = [path for value in final.values("VOLUME") for path in (exec_form(value) or value.split())]
+    home = env_of(text).get("BERTH_HOME")
+    if home is None:
+        found.append("no BERTH_HOME: the prediction log would have no writable home (the user's home is /nonexistent)")
+    elif home not in volumes:
+        found.append(f"BERTH_HOME {home} is not a VOLUME: with a read-only root filesystem it cannot be written")
     for stage in all_stages:
         for value in stage.values("ADD"):
             if "://" in value:

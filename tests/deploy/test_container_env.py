@@ -33,7 +33,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from berth.deploy.docker import build_context
+from berth.deploy.docker import HOME_DIR, build_context
+from berth.monitoring.store import Store
 from support.ports import free_port
 from tests.deploy.dockerfile_checks import env_of, exec_form, stages
 from tests.deploy.image_cache import image_root, mark_complete
@@ -88,6 +89,8 @@ def play(context: Path, root: Path) -> Image:
                 prefixes.add(instruction["value"])
             if instruction["instruction"] == "COPY":
                 prefixes.add(instruction["value"].split()[-1].rstrip("/") or "/")
+            if instruction["instruction"] == "VOLUME":
+                prefixes.update(exec_form(instruction["value"]) or instruction["value"].split())
     started = time.monotonic()
     build, runtime = all_stages[0], all_stages[-1]
     workdir = root
@@ -119,10 +122,13 @@ def play(context: Path, root: Path) -> Image:
         elif kind == "COPY":
             source, destination = value.split()
             copy_in(context / source, Path(map_paths(destination, root, prefixes)))
+        elif kind == "VOLUME":  # the engine mounts a fresh (writable) volume there
+            for path in exec_form(value) or value.split():
+                Path(map_paths(path, root, prefixes)).mkdir(parents=True, exist_ok=True)
     env = {}
     for key, raw in env_of(text).items():
         value = raw.replace("$PATH", os.environ["PATH"])
-        env[key] = map_paths(value, root, prefixes) if key == "PATH" else value
+        env[key] = map_paths(value, root, prefixes) if key in ("PATH", "BERTH_HOME") else value
     entrypoint = exec_form(runtime.values("ENTRYPOINT")[-1]) or []
     cmd = exec_form(runtime.values("CMD")[-1]) if runtime.values("CMD") else []
     command = [map_paths(word, root, prefixes) for word in [*entrypoint, *(cmd or [])]]
@@ -237,6 +243,47 @@ def test_entrypoint_as_written_serves_predictions(image: Image, iris_model) -> N
     dead = subprocess.run(image.healthcheck, env={**image.env, "BERTH_PORT": str(port)}, capture_output=True,
                           timeout=30)
     assert dead.returncode != 0  # the health check fails when nothing answers
+
+
+def test_prediction_log_is_written_under_the_images_own_settings(image: Image, iris_model) -> None:
+    """No BERTH_HOME or BERTH_MONITOR_DIR given at run time: the image's own BERTH_HOME volume takes the log,
+    and the startup log says where it goes."""
+    assert image.env["BERTH_HOME"] == image.path(HOME_DIR)
+    port = free_port()
+    process = run_container(image, env={"BERTH_PORT": str(port), "BERTH_HOST": "127.0.0.1", "BERTH_WORKERS": "1",
+                                        "BERTH_LOG_FLUSH_INTERVAL_S": "0.2"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/health/ready", process)
+        for i in range(3):
+            response = httpx.post(url + "/predict", json={"instances": ROWS.values.tolist()}, timeout=10,
+                                  headers={"x-request-id": f"own-settings-{i}"})
+            assert response.status_code == 200, response.text
+    finally:
+        output = stop(process)
+    assert process.returncode == 0, output
+    monitoring = Path(image.path(HOME_DIR)) / "monitoring"
+    assert f"prediction log: writing to {monitoring}" in output, output
+    assert "cannot write" not in output, output
+    rows = Store(monitoring).read("iris").to_pandas()  # the other tests' servers wrote to this volume too
+    rows = rows[rows["request_id"].str.startswith("own-settings-")].sort_values(["request_id", "row"])
+    assert len(rows) == 3 * len(ROWS)
+    assert rows["prediction"].tolist() == [float(p) for p in iris_model.predict(ROWS)] * 3
+
+
+def test_a_home_that_cannot_be_written_is_reported_at_startup(image: Image, tmp_path: Path) -> None:
+    """A home where nothing can be written (here a plain file, which stops even root): the server still serves,
+    and says so at startup rather than only in a counter."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    port = free_port()
+    process = run_container(image, env={"BERTH_PORT": str(port), "BERTH_HOST": "127.0.0.1", "BERTH_WORKERS": "1",
+                                        "BERTH_HOME": str(blocked)})
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/health/ready", process)
+    finally:
+        output = stop(process)
+    assert f"prediction log: cannot write to {blocked / 'monitoring'}" in output, output
 
 
 def test_sagemaker_start_argument(image: Image, iris_model) -> None:

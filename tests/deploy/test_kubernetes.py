@@ -124,6 +124,31 @@ def test_configmap_is_server_settings(monkeypatch: pytest.MonkeyPatch, iris_bund
     assert memory >= 2 * 320  # two workers, each with its own copy of the model
 
 
+def test_the_prediction_log_has_a_writable_home(iris_bundle: Path) -> None:
+    """readOnlyRootFilesystem: BERTH_HOME must be a mounted volume (emptyDir, or a claim), writable by the user."""
+    for options, volume in ((KubernetesOptions(), {"emptyDir": {"sizeLimit": "1Gi"}}),
+                            (KubernetesOptions(home_claim="berth-logs", kserve=True),
+                             {"persistentVolumeClaim": {"claimName": "berth-logs"}})):
+        resources = manifests(inspect(iris_bundle), options)
+        validate(resources["deployment.yaml"])
+        home = resources["configmap.yaml"]["data"]["BERTH_HOME"]
+        pods = [resources["deployment.yaml"]["spec"]["template"]["spec"]]
+        if options.kserve:
+            pods.append(resources["kserve/inferenceservice.yaml"]["spec"]["predictor"])
+            assert {"name": "BERTH_HOME", "value": home} in pods[1]["containers"][0]["env"]
+        for pod in pods:
+            container = pod["containers"][0]
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert home in mounts
+            assert {"name": mounts[home], **volume} in pod["volumes"]
+            assert pod["securityContext"]["fsGroup"] == container["securityContext"]["runAsUser"]
+    with pytest.raises(UsageError, match="home-claim"):
+        manifests(inspect(iris_bundle), KubernetesOptions(home_claim="Not A Name"))
+    shared = manifests(inspect(iris_bundle), KubernetesOptions(settings={"monitor_dir": "s3://logs/berth"}))
+    assert shared["configmap.yaml"]["data"]["BERTH_MONITOR_DIR"] == "s3://logs/berth"
+
+
 def test_autoscaler_targets_the_deployment(resources: dict[str, dict[str, Any]]) -> None:
     hpa = resources["hpa.yaml"]["spec"]
     deployment = resources["deployment.yaml"]

@@ -59,3 +59,21 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch: pytest.Monkey
     with pytest.raises(berth.UsageError, match=r"pip install 'berth\[ray\]'"):
         predict_dataset(ModelSpec(str(iris_bundle)), str(rows), str(tmp_path / "out"), engine="ray")
     assert not (tmp_path / "out").exists()
+
+
+def test_replicas_get_the_prediction_log_place_resolved_by_the_driver(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A replica may run with another environment (Ray workers, other nodes): the driver's BERTH_HOME decides."""
+    from berth.serving.ray_serve import RayServeOptions, replica_settings
+    from berth.serving.settings import ServeSettings
+
+    monkeypatch.delenv("BERTH_MONITOR_DIR", raising=False)
+    monkeypatch.setenv("BERTH_HOME", str(tmp_path / "home"))
+    settings = replica_settings(ServeSettings(), RayServeOptions())
+    assert settings.monitor_dir == str(tmp_path / "home" / "monitoring")
+    explicit = replica_settings(ServeSettings(monitor_dir="s3://logs/berth"), RayServeOptions(address="ray://h:1"))
+    assert explicit.monitor_dir == "s3://logs/berth"
+    with caplog.at_level("WARNING", logger="berth.serve"):
+        replica_settings(ServeSettings(), RayServeOptions(address="ray://head:10001"))
+    assert "each node writes its own disk" in caplog.text

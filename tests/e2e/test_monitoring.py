@@ -40,7 +40,7 @@ def test_drift_and_accuracy_end_to_end(tmp_path: Path) -> None:
     normal, shifted = result["normal"], result["shifted"]
     assert normal["rows"] == shifted["rows"] == 2000
     assert normal["drift"]["drifted_features"] == [] and not normal["drift"]["drifted"]
-    assert {f["method"] for f in normal["drift"]["features"]} == {"wasserstein"}
+    assert {f["method"] for f in normal["drift"]["features"]} == {"ks"}
     assert shifted["drift"]["drifted_features"] == ["petal length (cm)"]
     assert shifted["drift"]["share"] == 0.25 and not shifted["drift"]["drifted"]
     assert result["strict_rule"]["drift"]["drifted"]
@@ -68,7 +68,7 @@ def test_two_workers_write_their_own_files(iris_bundle: Path, tmp_path: Path) ->
     store = Store(tmp_path)
     table = store.read("iris")
     assert sorted(table["request_id"].to_pylist()) == sorted(f"r{i}" for i in range(200))
-    assert len({f.name.split("-")[2] for f in store.files("iris")}) == 2  # one writer pid per worker
+    assert len({Path(f).name.rsplit("-", 2)[1] for f in store.files("iris")}) == 2  # one writer pid per worker
 
 
 def test_dashboard_in_headless_chromium(iris_bundle: Path, tmp_path: Path) -> None:
@@ -106,3 +106,70 @@ def test_dashboard_in_headless_chromium(iris_bundle: Path, tmp_path: Path) -> No
         server.stop()
     assert screenshot.stat().st_size > 10_000
     print(f"dashboard screenshot: {screenshot}")
+
+
+def test_drift_over_time_in_report_and_dashboard_screenshots(iris_bundle: Path, tmp_path: Path) -> None:
+    """Twelve hours of traffic with three drifted hours in the middle: the report (opened in Chromium) and the
+    dashboard of `berth ui` show the drift-over-time heatmap and when dataset drift began. Screenshots are kept
+    in $BERTH_SCREENSHOT_DIR when it is set."""
+    import subprocess
+    import sys
+
+    import berth
+    from support.server_process import BERTH, free_port
+    from tests.monitoring.test_timeline import fill
+
+    if not CHROMIUM.exists() or shutil.which("chromium") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing; the dashboard test must run in CI")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); this test fails instead under CI=true")
+    sync_api = pytest.importorskip("playwright.sync_api") if os.environ.get("CI") != "true" else \
+        importlib.import_module("playwright.sync_api")
+    from berth.monitoring.report import build_report, render_html
+
+    store = Store(tmp_path / "monitoring")
+    fill(store, berth.load(iris_bundle), drifted_hours={7, 6, 5})
+    import datetime as dt
+
+    report = build_report("iris", since=dt.datetime.now(dt.UTC) - dt.timedelta(hours=13), store=store)
+    page_file = tmp_path / "report.html"
+    page_file.write_text(render_html(report), encoding="utf-8")
+    port = free_port()
+    ui = subprocess.Popen([str(BERTH), "ui", "--port", str(port), "--monitor-dir", str(store.root)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    shots = Path(os.environ.get("BERTH_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/dashboard", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1600})
+                page.goto(page_file.as_uri())
+                assert page.locator("#drift-timeline svg").count() == 1
+                assert "dataset drift first at" in page.locator("#drift-began").inner_text()
+                page.locator("#drift-timeline").screenshot(path=str(shots / "report-drift-over-time.png"))
+                page.screenshot(path=str(shots / "report.png"), full_page=True)
+                page.goto(f"http://127.0.0.1:{port}/dashboard")
+                page.wait_for_selector("#drift-timeline svg", timeout=60_000)
+                page.select_option("#window", "24h")
+                page.wait_for_function("document.getElementById('drift-began').textContent"
+                                       ".includes('dataset drift first at')", timeout=60_000)
+                page.locator("#drift-timeline").screenshot(path=str(shots / "dashboard-drift-over-time.png"))
+                page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        ui.terminate()
+        ui.wait(30)
+        if ui.stdout is not None:
+            ui.stdout.close()
+    for name in ("report-drift-over-time.png", "dashboard-drift-over-time.png"):
+        assert (shots / name).stat().st_size > 5_000
+    print(f"screenshots in {shots}", file=sys.stderr)

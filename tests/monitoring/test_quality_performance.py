@@ -64,3 +64,27 @@ def test_performance_per_time_bucket() -> None:
     assert result["labelled"] == 3
     assert [b["accuracy"] for b in result["buckets"]] == [0.5, 1.0]
     assert result["overall"]["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_metrics_agree_with_scikit_learn() -> None:
+    """berth computes the metrics with NumPy (sklearn.metrics is slow to import); they must be sklearn's."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
+
+    rng = np.random.default_rng(4)
+    for classes in ([0, 1], [0, 1, 2], ["a", "b", "c", "d"]):
+        truth = rng.choice(classes, 500)
+        guess = np.where(rng.random(500) < 0.7, truth, rng.choice(classes, 500))
+        scores = rng.dirichlet(np.ones(len(classes)), 500)
+        scores[np.arange(500), [classes.index(t) for t in truth]] += 0.3  # informative, with ties of rounding
+        scores = np.round(scores / scores.sum(axis=1, keepdims=True), 2)
+        result = classification_metrics(pd.Series(truth), pd.Series(guess), pd.Series(list(scores)), classes)
+        average = "binary" if len(classes) == 2 else "macro"
+        options = {"pos_label": str(classes[-1])} if average == "binary" else {}
+        expected = precision_recall_fscore_support(truth.astype(str), guess.astype(str), average=average,
+                                                   zero_division=0, **options)
+        assert result["accuracy"] == pytest.approx(accuracy_score(truth, guess))
+        assert [result["precision"], result["recall"], result["f1"]] == pytest.approx(list(expected[:3]))
+        auc = roc_auc_score(truth == classes[1], scores[:, 1]) if len(classes) == 2 else roc_auc_score(
+            truth.astype(str), scores / scores.sum(axis=1, keepdims=True), multi_class="ovr",
+            labels=[str(c) for c in classes])
+        assert result["roc_auc"] == pytest.approx(auc)

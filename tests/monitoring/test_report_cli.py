@@ -92,8 +92,9 @@ def test_check_passes_on_normal_traffic(store: Store, loaded: LoadedModel) -> No
     assert code == 0 and output.strip().endswith("no dataset drift and no performance drop in 400 predictions")
     result = runner.invoke(app, ["monitor", "check", "iris", "--monitor-dir", str(store.root), "--json"])
     assert result.exit_code == 0
-    assert json.loads(result.stdout) | {"notes": []} == {"model": "iris", "ok": True, "rows": 400, "since": "24h",
-                                                         "version": None, "problems": [], "notes": []}
+    verdict = json.loads(result.stdout)
+    assert {k: verdict[k] for k in ("model", "ok", "rows", "since", "version", "problems", "status")} == {
+        "model": "iris", "ok": True, "rows": 400, "since": "24h", "version": None, "problems": [], "status": "ok"}
 
 
 def test_cli_errors_print_without_traceback(store: Store, tmp_path: Path) -> None:
@@ -134,3 +135,22 @@ def test_ui_serves_the_dashboard_over_the_store(store: Store, loaded: LoadedMode
         data = client.get("/dashboard/api/report", params={"model": "iris", "window": "1h"}).json()
         assert data["report"]["rows"] == 50 and data["plots"]["drift"].startswith("<svg")
         assert client.get("/dashboard/api/report", params={"model": "iris", "window": "x"}).status_code == 400
+
+
+def test_check_exit_codes_are_distinct_and_json(shifted_store: Store, tmp_path: Path, loaded: LoadedModel) -> None:
+    """0 fine, 1 failed, 3 nothing to judge (unknown model, empty window); --json says the same."""
+    root = str(shifted_store.root)
+    code, output = invoke("monitor", "check", "iris", "--monitor-dir", root, "--dataset-share", "0.2", "--json")
+    verdict = json.loads(output)
+    assert code == 1 and verdict["status"] == "failed" and verdict["exit_code"] == 1
+    assert verdict["dataset_drift"] and verdict["drifted_features"] == ["petal length (cm)"]
+    code, output = invoke("monitor", "check", "iris", "--monitor-dir", root, "--json")
+    assert (code, json.loads(output)["status"]) == (0, "ok")
+    code, output = invoke("monitor", "check", "nobody", "--monitor-dir", root, "--json")
+    assert (code, json.loads(output)["status"]) == (3, "no_data")
+    code, output = invoke("monitor", "check", "nobody", "--monitor-dir", str(tmp_path / "empty"))
+    assert code == 3 and output.startswith("NO DATA") and "no monitoring data for model 'nobody'" in output
+    old = Store(tmp_path / "old")
+    log_rows(old, loaded, reference_rows(5), start=time.time() - 3 * 86400)
+    code, output = invoke("monitor", "check", "iris", "--monitor-dir", str(old.root), "--since", "1h")
+    assert code == 3 and "no predictions logged since" in output

@@ -33,7 +33,9 @@ def test_every_protocol_is_recorded_with_its_request_id(iris_bundle: Path, tmp_p
                                                 v2.headers["x-request-id"]]
     assert table["row"].to_pylist() == [0, 1, 0, 0]
     assert table[FEATURE_PREFIX + FEATURES[0]].to_pylist() == [ROW[0]] * 4
-    assert table["probabilities"].to_pylist()[2] is None and len(table["probabilities"].to_pylist()[0]) == 3
+    # probabilities are logged for every request of a classifier, asked for or not (so ROC AUC works) ...
+    assert [len(p) for p in table["probabilities"].to_pylist()] == [3, 3, 3, 3]
+    assert "probabilities" in simple.json() and "probabilities" not in mlflow.json()  # ... and sent only if asked
 
 
 def test_cloud_platform_routes_are_recorded(iris_bundle: Path, tmp_path: Path) -> None:
@@ -74,6 +76,7 @@ def test_feedback_route(iris_bundle: Path, tmp_path: Path) -> None:
     assert bad.status_code == 400 and [d["loc"] for d in bad.json()["error"]["details"]] == [
         ["body", 0, "request_id"], ["body", 1, "label"]]
     assert unknown.status_code == 404
+    assert len(Store(tmp_path).files("iris", "feedback")) == 1  # batched by the log's writer, not a file per POST
     labels = Store(tmp_path).feedback("iris").to_pandas()
     assert sorted(zip(labels["request_id"], labels["row"], labels["label"], strict=True)) == [
         ("a", 0, "0"), ("b", 0, "1"), ("b", 1, "2"), ("c", 0, "2")]

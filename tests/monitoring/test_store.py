@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import time
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def test_each_writer_has_its_own_files(store: Store, loaded: LoadedModel) -> Non
     log_rows(store, loaded, reference_rows(3), prefix="a")
     log_rows(store, loaded, reference_rows(3), prefix="b")
     files = store.files("iris")
-    assert len(files) == 2 and len({f.name for f in files}) == 2
+    assert len(files) == 2 and len({Path(f).name for f in files}) == 2
+    assert all(f"-{os.getpid()}-" in Path(f).name for f in files)
     assert all(pq.read_metadata(f).num_rows == 3 for f in files)
 
 

@@ -83,6 +83,10 @@ def k8s_command(
         "--set", metavar="NAME=VALUE", help="Another server setting for the ConfigMap, e.g. max_batch_size=128.",
     )] = None,
     kserve: Annotated[bool, typer.Option("--kserve", help="Also write kserve/inferenceservice.yaml.")] = False,
+    home_claim: Annotated[str | None, typer.Option(
+        help="A PersistentVolumeClaim for BERTH_HOME (the prediction log) instead of an emptyDir; to share one log "
+             "between replicas use --set monitor_dir=s3://bucket/prefix.")] = None,
+    home_size: Annotated[str, typer.Option(help="Size limit of the BERTH_HOME emptyDir.")] = "1Gi",
     overwrite: Overwrite = False,
     as_json: AsJson = False,
 ) -> None:
@@ -100,7 +104,8 @@ def k8s_command(
     options = KubernetesOptions(image=image, name=name, namespace=namespace, replicas=replicas,
                                 max_replicas=max_replicas, cpu_utilization=cpu_utilization, cpu=cpu, memory=memory,
                                 cpu_limit=cpu_limit, memory_limit=memory_limit, port=port,
-                                graceful_timeout_s=graceful_timeout_s, settings=settings, kserve=kserve)
+                                graceful_timeout_s=graceful_timeout_s, settings=settings, kserve=kserve,
+                                home_claim=home_claim, home_size=home_size)
     written = write(inspect(uri), output, options, overwrite=overwrite)
     if as_json:
         print_json({"written": [str(path) for path in written], "apply": f"kubectl apply -f {output}",

@@ -158,6 +158,9 @@ def import_command(
     format: Annotated[str | None, typer.Option(
         "--format", help="The payload format (default: the flavor's safe one: skops for scikit-learn).",
     )] = None,
+    reference: Annotated[str | None, typer.Option(
+        "--reference", help="The training data (CSV, Parquet or JSON Lines): its statistics become the baseline "
+                            "of drift monitoring (extra columns such as the label are ignored).")] = None,
     overwrite: Overwrite = False,
     no_examples: Annotated[bool, typer.Option(
         "--no-examples", help="Keep no sample rows in the manifest (for sensitive data; /docs shows none).")] = False,
@@ -167,12 +170,14 @@ def import_command(
     from berth.importer import import_model
 
     manifest = import_model(file, output, trust=trust, sample=sample, name=name, format=format,
-                            overwrite=overwrite, examples=not no_examples)
+                            overwrite=overwrite, examples=not no_examples, reference=reference)
     if as_json:
         print_json({"source": file, **bundle_summary(output, manifest)})
         return
     typer.echo(f"imported {file} as bundle {output!s}: {manifest.flavor} ({manifest.format}), "
                f"{files(len(manifest.files))}, {manifest.content_digest}")
+    if manifest.reference:
+        typer.echo(f"reference statistics of {manifest.reference['rows']:,} rows attached (the drift baseline)")
 
 
 @app.command("predict")
@@ -305,7 +310,8 @@ def serve_command(
     log_sample_rate: Annotated[float | None, typer.Option(
         help="Share of answered requests recorded, 0 to 1 (default 1).")] = None,
     monitor_dir: Annotated[str | None, typer.Option(
-        help="Where the prediction log goes (default $BERTH_HOME/monitoring).")] = None,
+        help="Where the prediction log goes: a directory or a URL shared by every server, e.g. "
+             "s3://bucket/prefix (default $BERTH_MONITOR_DIR, else $BERTH_HOME/monitoring).")] = None,
     canary: Annotated[str | None, typer.Option(
         metavar="URI=PERCENT", help="A candidate answering PERCENT % of the requests (sticky per "
         "x-berth-route-key), e.g. models:/iris@candidate=10; see docs/rollouts.md.")] = None,

@@ -21,15 +21,17 @@ Since = Annotated[str, typer.Option(help="Window: predictions of the last 15m, 2
 Until = Annotated[str | None, typer.Option(help="End the window this long ago (e.g. 1h); default now.")]
 Version = Annotated[str | None, typer.Option(help="Only predictions of this served version.")]
 MonitorDir = Annotated[str | None, typer.Option(
-    "--monitor-dir", help="The monitoring directory (default $BERTH_MONITOR_DIR or $BERTH_HOME/monitoring).")]
+    "--monitor-dir", help="Where the prediction log is: a directory or a URL such as s3://bucket/prefix (default "
+                          "$BERTH_MONITOR_DIR, else $BERTH_HOME/monitoring).")]
 Bundle = Annotated[str | None, typer.Option(
     "--bundle", help="Compare against this bundle's reference instead of the served version's.")]
 Rules = Annotated[list[str] | None, typer.Option(
     "--drift-method", metavar="FEATURE=METHOD[:THRESHOLD]",
-    help="Override the drift test of a feature: ks, wasserstein, psi, chisquare, jensenshannon (repeatable).")]
+    help="Override the drift test of a feature: ks, chisquare, wasserstein, psi, jensenshannon (repeatable).")]
 Share = Annotated[float | None, typer.Option(help="Share of drifted features that means dataset drift (0.5).")]
 SmallSample = Annotated[int | None, typer.Option(
-    help="Up to this many values a statistical test is used, above it a distance (1000).")]
+    help="Above this effective sample size n*m/(n+m), drift also needs a KS or total variation distance of "
+         "0.03 (1000).")]
 
 
 def install(app: typer.Typer) -> None:
@@ -57,6 +59,26 @@ def _config(rules: list[str] | None, share: float | None, small_sample: int | No
     if small_sample is not None:
         options["small_sample"] = small_sample
     return DriftConfig(**options)
+
+
+def _progress() -> Any:
+    """On a terminal, a line that shows how far a long report's pass over the log is; elsewhere nothing."""
+    import time
+
+    if not sys.stderr.isatty():
+        return None
+    shown = {"at": 0.0}
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - shown["at"] < 0.2 and done < total:
+            return
+        shown["at"] = now
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\r  reading the log: {done:,} of {total:,} rows ({done / max(total, 1):.0%}){end}")
+        sys.stderr.flush()
+
+    return show
 
 
 def _window(since: str, until: str | None) -> tuple[Any, Any]:
@@ -93,7 +115,8 @@ def report_command(
         raise UsageError(f"--format must be html or json, not {format!r}")
     start, end = _window(since, until)
     report = build_report(name, since=start, until=end, version=version, store=_store(monitor_dir),
-                          config=_config(drift_method, dataset_share, small_sample), bundle=bundle)
+                          config=_config(drift_method, dataset_share, small_sample), bundle=bundle,
+                          progress=_progress())
     if format == "json":
         from berth.monitoring.report import strip_plots
 
@@ -108,6 +131,9 @@ def report_command(
     typer.echo(f"wrote the {format} report of {name} ({report['rows']:,} predictions) to {output}", err=True)
     for line in report["summary"]:
         typer.echo(f"  {line}", err=True)
+
+
+EXIT_OK, EXIT_FAILED, EXIT_NO_DATA = 0, 1, 3
 
 
 @monitor_app.command("check")
@@ -126,6 +152,9 @@ def check_command(
     drift_method: Rules = None,
     dataset_share: Share = None,
     small_sample: SmallSample = None,
+    window: Annotated[str | None, typer.Option(
+        "--window", help="Also judge the latest bucket of this length alone (e.g. 1h): drift in the last hour "
+                         "fails the check even when the whole --since window looks fine.")] = None,
     monitor_dir: MonitorDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON on stdout (for scripts); "
                                                          "the exit code is the same.")] = False,
@@ -135,8 +164,11 @@ def check_command(
     ] = None,
     on_fail_timeout: Annotated[float, typer.Option(help="Longest run of the --on-fail command, seconds.")] = 3600,
 ) -> None:
-    """Exit 1 when the window shows dataset drift or a performance drop past its threshold (for cron and CI)."""
+    """Judge the window: exit 0 when fine, 1 on dataset drift or a performance drop past its threshold, 3 when
+    there is nothing to judge (no predictions in the window, unknown model, unreadable log); for cron and CI."""
+    from berth.errors import StorageError
     from berth.monitoring.report import build_report
+    from berth.monitoring.store import parse_duration
     from berth.monitoring.thresholds import check
 
     if on_fail is not None:
@@ -144,33 +176,62 @@ def check_command(
 
         split_command(on_fail)  # a malformed command is refused before any work
     start, _ = _window(since, None)
+    bucket = parse_duration(window) if window else None
+    result: dict[str, Any] = {"model": name, "since": since, "window_start": start.isoformat(timespec="seconds"),
+                              "version": version}
     store = _store(monitor_dir)
-    report = build_report(name, since=start, version=version, store=store,
-                          config=_config(drift_method, dataset_share, small_sample), bundle=bundle)
-    problems, notes = check(report, metric=metric, max_drop=max_drop, minimum=minimum, min_labels=min_labels)
-    verdict = {"model": name, "ok": not problems, "rows": report["rows"], "since": since, "version": version,
-               "problems": problems, "notes": notes}
+    try:
+        report = build_report(name, since=start, version=version, store=store,
+                              config=_config(drift_method, dataset_share, small_sample), bundle=bundle,
+                              bucket=bucket)
+    except StorageError as exc:
+        result.update(ok=False, status="no_data", exit_code=EXIT_NO_DATA, problems=[], notes=[exc.message])
+        _verdict(result, as_json, f"NO DATA {exc.message}")
+        raise typer.Exit(EXIT_NO_DATA) from None
+    result["rows"] = report["rows"]
+    if report["rows"] == 0:
+        result.update(ok=False, status="no_data", exit_code=EXIT_NO_DATA, problems=[], notes=report["summary"])
+        _verdict(result, as_json, f"NO DATA {name}: no predictions logged since {result['window_start']}")
+        raise typer.Exit(EXIT_NO_DATA)
+    problems, notes = check(report, metric=metric, max_drop=max_drop, minimum=minimum, min_labels=min_labels,
+                            latest_bucket=bucket is not None)
+    timeline = report.get("timeline") or {}
+    drift = report.get("drift") or {}
+    result.update(ok=not problems, status="failed" if problems else "ok",
+                  exit_code=EXIT_FAILED if problems else EXIT_OK,
+                  problems=problems, notes=notes, dataset_drift=bool(drift.get("drifted")),
+                  drift_share=drift.get("share"), drifted_features=drift.get("drifted_features", []),
+                  prediction_drift=bool((report.get("prediction_drift") or {}).get("drifted")),
+                  performance=(report.get("performance") or {}).get("overall"),
+                  labelled=(report.get("performance") or {}).get("labelled", 0),
+                  latest_bucket=timeline.get("latest"), first_drift=timeline.get("first_drift"),
+                  drift_since=timeline.get("drift_since"))
     if problems and on_fail is not None:
         from berth.monitoring.on_fail import run_on_fail
 
         status = run_on_fail(on_fail, store=store, model=name, since=start, window=since, version=version,
-                             problems=problems, verdict=verdict, timeout_s=on_fail_timeout)
-        verdict["on_fail"] = {"command": on_fail, "exit_status": status}
+                             problems=problems, verdict=result, timeout_s=on_fail_timeout)
+        result["on_fail"] = {"command": on_fail, "exit_status": status}
     if as_json:
-
-        print_json(verdict)
-        if problems:
-            raise typer.Exit(1)
-        return
-    for note in notes:
-        typer.echo(f"  {note}")
-    if problems:
+        print_json(result)
+    else:
+        for note in notes:
+            typer.echo(f"  {note}")
         for problem in problems:
             typer.echo(f"FAIL {problem}")
-        if "on_fail" in verdict:
-            typer.echo(f"ran --on-fail {on_fail!r}: exit status {verdict['on_fail']['exit_status']}")
-        raise typer.Exit(1)
-    typer.echo(f"OK {name}: no dataset drift and no performance drop in {report['rows']:,} predictions")
+        if "on_fail" in result:
+            typer.echo(f"ran --on-fail {on_fail!r}: exit status {result['on_fail']['exit_status']}")
+        if not problems:
+            typer.echo(f"OK {name}: no dataset drift and no performance drop in {report['rows']:,} predictions")
+    if problems:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _verdict(result: dict[str, Any], as_json: bool, line: str) -> None:
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(line)
 
 
 @monitor_app.command("feedback")
@@ -205,6 +266,16 @@ def prune_command(
     if compact:
         merged = store.compact(name)
         typer.echo(f"compacted {merged} file(s)")
+
+
+@monitor_app.command("compact")
+def compact_command(
+    name: Name,
+    monitor_dir: MonitorDir = None,
+) -> None:
+    """Merge each finished day's log and label files into one (safe while servers write and reports read)."""
+    merged = _store(monitor_dir).compact(name)
+    typer.echo(f"compacted {merged} file(s) of {name}")
 
 
 def ui_command(

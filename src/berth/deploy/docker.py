@@ -13,7 +13,9 @@ The context holds
   runtime stage copies only that environment and the bundle onto the same slim Python base, runs as an
   unprivileged user, and starts ``berth serve`` (exec form, so the server is PID 1 and gets SIGTERM to drain).
   Settings are ``BERTH_*`` environment variables (``docker run -e BERTH_WORKERS=2``); the health check calls the
-  liveness route with ``python -c`` (slim images have no curl);
+  liveness route with ``python -c`` (slim images have no curl). ``BERTH_HOME`` is ``/var/lib/berth``, a
+  ``VOLUME`` owned by the server's user: the prediction log goes to ``/var/lib/berth/monitoring`` (mount a
+  volume there to keep it, or set ``BERTH_MONITOR_DIR=s3://bucket/prefix`` to share it between containers);
 - ``.dockerignore``.
 
 The base image is ``python:X.Y-slim-bookworm`` for the Python X.Y the bundle was saved with.
@@ -40,6 +42,9 @@ if TYPE_CHECKING:
 
 USER_ID = 10001
 VENV = "/opt/venv"
+# berth's writable home in the image (the prediction log under monitoring/, the registry's default): a volume,
+# owned by the unprivileged user, so a read-only root filesystem still leaves the log somewhere to go
+HOME_DIR = "/var/lib/berth"
 # the same port rule as the server's (berth.serving.platforms), without importing berth in the probe
 HEALTH_PROBE = ("import os, urllib.request; port = "
                 + "".join(f"os.environ.get('{variable}') or " for variable in PORT_ENV)
@@ -82,7 +87,7 @@ def dockerfile(manifest: Manifest, *, base_image: str, port: int, env: dict[str,
     if any(c.isspace() for c in base_image) or not base_image:
         raise UsageError(f"--base-image {base_image!r} is not an image reference")
     settings = {"PATH": f"{VENV}/bin:$PATH", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
-                "BERTH_HOST": "0.0.0.0", "BERTH_PORT": str(port), **env}
+                "BERTH_HOST": "0.0.0.0", "BERTH_PORT": str(port), "BERTH_HOME": HOME_DIR, **env}
     env_lines = " \\\n    ".join(f"{key}={value}" for key, value in settings.items())
     probe = HEALTH_PROBE.format(port=port)
     copy_wheels = "COPY wheels/ ./wheels/\n" if has_wheels else ""
@@ -113,7 +118,11 @@ COPY {requirements_file} ./
 FROM {base_image}
 ENV {env_lines}
 RUN useradd --system --uid {USER_ID} --user-group --no-create-home --home-dir /nonexistent \\
-    --shell /usr/sbin/nologin berth
+    --shell /usr/sbin/nologin berth \\
+ && mkdir -p {HOME_DIR} \\
+ && chown {USER_ID}:{USER_ID} {HOME_DIR}
+# the prediction log (BERTH_HOME/monitoring): writable even with a read-only root filesystem
+VOLUME ["{HOME_DIR}"]
 COPY --from=build {VENV} {VENV}
 COPY model/ {MODEL_DIR}/
 USER {USER_ID}:{USER_ID}

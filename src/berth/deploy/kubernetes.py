@@ -8,6 +8,9 @@ Written, one resource per file so each can be read and changed on its own:
   read-only container, and graceful termination matched to berth's drain: a ``preStop`` pause lets the Service
   stop routing to the pod, then SIGTERM makes berth finish in-flight requests for up to ``graceful_timeout_s``;
   ``terminationGracePeriodSeconds`` covers both with a margin;
+  ``BERTH_HOME`` (``/var/lib/berth``, where the prediction log goes) is a volume: an ``emptyDir`` by default
+  (the log lives as long as the pod), a PersistentVolumeClaim with ``home_claim``; to share one log between all
+  replicas set ``monitor_dir`` to an object store (``--set monitor_dir=s3://bucket/prefix``);
 - ``service.yaml``: a ClusterIP Service on port 80;
 - ``hpa.yaml``: an ``autoscaling/v2`` HorizontalPodAutoscaler on CPU utilisation;
 - ``kserve/inferenceservice.yaml`` (with ``kserve=True``): the same container as a KServe ``InferenceService``,
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from berth.deploy.docker import USER_ID, image_name
+from berth.deploy.docker import HOME_DIR, USER_ID, image_name
 from berth.deploy.targets import CONTAINER_PORT
 from berth.errors import UsageError
 from berth.manifest import Manifest
@@ -54,6 +57,8 @@ class KubernetesOptions:
     graceful_timeout_s: float = 30.0
     settings: dict[str, str] = field(default_factory=dict)  # more BERTH_* variables
     kserve: bool = False
+    home_claim: str | None = None  # a PersistentVolumeClaim for BERTH_HOME instead of an emptyDir
+    home_size: str = "1Gi"  # the emptyDir's size limit
 
 
 def resource_name(manifest: Manifest, name: str | None) -> str:
@@ -91,7 +96,7 @@ def settings_env(options: KubernetesOptions, workers: int) -> dict[str, str]:
     from berth.serving.settings import ServeSettings
 
     env = {"BERTH_HOST": "0.0.0.0", "BERTH_PORT": str(options.port), "BERTH_WORKERS": str(workers),
-           "BERTH_GRACEFUL_TIMEOUT_S": f"{options.graceful_timeout_s:g}"}
+           "BERTH_GRACEFUL_TIMEOUT_S": f"{options.graceful_timeout_s:g}", "BERTH_HOME": HOME_DIR}
     known = {f"BERTH_{name.upper()}" for name in ServeSettings.model_fields}
     for key, value in options.settings.items():
         variable = key if key.startswith("BERTH_") else f"BERTH_{key.upper()}"
@@ -134,7 +139,7 @@ def container(manifest: Manifest, options: KubernetesOptions, image: str, worker
         "securityContext": {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID,
                             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "berth-home", "mountPath": HOME_DIR}],
     }
     if env_from:
         spec["envFrom"] = [{"configMapRef": {"name": name}}]
@@ -169,8 +174,14 @@ def manifests(manifest: Manifest, options: KubernetesOptions) -> dict[str, dict[
         metadata["namespace"] = options.namespace
     grace = PRE_STOP_SECONDS + math.ceil(options.graceful_timeout_s) + EXIT_MARGIN_SECONDS
     config_hash = hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:16]
-    pod_security = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-    volumes = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+    # fsGroup: a mounted claim is made writable by the server's group
+    pod_security = {"runAsNonRoot": True, "fsGroup": USER_ID, "seccompProfile": {"type": "RuntimeDefault"}}
+    if options.home_claim is not None and (not NAME_PATTERN.match(options.home_claim)
+                                           or len(options.home_claim) > 253):
+        raise UsageError(f"--home-claim {options.home_claim!r} is not a Kubernetes name")
+    home = ({"persistentVolumeClaim": {"claimName": options.home_claim}} if options.home_claim
+            else {"emptyDir": {"sizeLimit": check_quantity("--home-size", options.home_size)}})
+    volumes = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}, {"name": "berth-home", **home}]
     annotations = {"berth/model": manifest.name, "berth/content-digest": digest, "berth/config-hash": config_hash,
                    "prometheus.io/scrape": "true", "prometheus.io/port": str(options.port),
                    "prometheus.io/path": "/metrics"}

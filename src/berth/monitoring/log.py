@@ -3,7 +3,8 @@
 Recording costs the request one object and one ``deque.append``. Nothing is converted on the hot path: the
 flusher, a background task of the server, takes up to everything queued, turns it into one Arrow table per model
 (vectorised across requests) in a worker thread, and appends it to the :class:`~berth.monitoring.store.Store`.
-When the queue is full a record is dropped and counted (``dropped``), never the request.
+When the queue is full a record is dropped and counted (``dropped``), never the request. Labels posted to
+``/feedback`` go through the same flusher: all the labels of a flush make one file per model, not one per POST.
 
 Schema of one logged row (one input row of a request; a request of N rows gives N logged rows):
 
@@ -45,7 +46,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from berth.monitoring.store import FEATURE_PREFIX, Store
+from berth.monitoring.store import FEATURE_PREFIX, FEEDBACK, Store
 from berth.signature import ColumnSpec, Signature
 
 log = logging.getLogger("berth.monitor")
@@ -88,9 +89,46 @@ class PredictionLog:
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = threading.Lock()
         self._known_versions: set[tuple[str, str]] = set()
+        self._feedback: collections.deque[tuple[str, pa.Table]] = collections.deque()
+        self._feedback_rows = 0
+        self.feedback_written = 0
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    @property
+    def feedback_queued(self) -> int:
+        return self._feedback_rows
+
+    def offer_feedback(self, model: str, table: pa.Table) -> bool:
+        """Queue validated labels of ``model`` for the next flush; False (nothing queued) when ``max_queue``
+        labels already wait."""
+        if self._feedback_rows + table.num_rows > self.max_queue:
+            return False
+        self._feedback.append((model, table))
+        self._feedback_rows += table.num_rows
+        if self._wake is not None and self._feedback_rows >= self.batch_size:
+            self._wake.set()
+        return True
+
+    def flush_feedback(self) -> int:
+        """Write the queued labels: one file per model (and day) for everything queued; returns the labels."""
+        groups: dict[str, list[pa.Table]] = collections.defaultdict(list)
+        while self._feedback:
+            model, table = self._feedback.popleft()
+            self._feedback_rows -= table.num_rows
+            groups[model].append(table)
+        rows = 0
+        for model, tables in groups.items():
+            table = pa.concat_tables(tables)
+            try:
+                self.store.write(model, table, kind=FEEDBACK)
+            except Exception:
+                log.exception("cannot write %d labels of %s", table.num_rows, model)
+                continue
+            rows += table.num_rows
+        self.feedback_written += rows
+        return rows
 
     def offer(self, record: PendingRecord) -> bool:
         """Queue ``record``; when the queue is full, drop it, count it and return False."""
@@ -105,8 +143,10 @@ class PredictionLog:
         return True
 
     def flush(self) -> int:
-        """Write everything queued now (in the calling thread); returns the rows written."""
+        """Write everything queued now (in the calling thread); returns the prediction rows written."""
         with self._flush_lock:
+            if self._feedback:
+                self.flush_feedback()
             rows = 0
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_size))]
@@ -156,7 +196,7 @@ class PredictionLog:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
             self._wake.clear()
-            if self._queue:
+            if self._queue or self._feedback:
                 await loop.run_in_executor(None, self.flush)
 
     async def close(self) -> None:

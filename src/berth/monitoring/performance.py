@@ -30,37 +30,100 @@ def normalize_label(value: Any) -> Any:
     return str(int(number)) if number.is_integer() and math.isfinite(number) else text
 
 
-def classification_metrics(labels: pd.Series, predictions: pd.Series, probabilities: pd.Series | None = None,
-                           classes: list[Any] | None = None) -> dict[str, Any]:
-    from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
+def normalize_labels(values: pd.Series) -> np.ndarray:
+    """:func:`normalize_label` over a whole column, vectorised: numbers that are whole become their integer's
+    text; other values keep their own text."""
+    values = pd.Series(values).reset_index(drop=True)
+    if values.dtype == bool:
+        return values.map(normalize_label).astype(str).to_numpy()
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    whole = np.isfinite(numbers) & (np.floor(numbers) == numbers) & (np.abs(numbers) < 2 ** 53)
+    if whole.all():
+        return numbers.astype(np.int64).astype(str)
+    result = values.astype(str).to_numpy(dtype=object)
+    result[whole] = numbers[whole].astype(np.int64).astype(str)
+    rest = ~whole
+    if rest.any():
+        result[rest] = [str(normalize_label(v)) for v in values[rest].tolist()]
+    return result.astype(str)
 
-    truth = labels.map(normalize_label).astype(str).to_numpy()
-    guess = predictions.map(normalize_label).astype(str).to_numpy()
-    average = "binary" if len(set(truth) | set(guess)) <= 2 and classes and len(classes) == 2 else "macro"
-    options: dict[str, Any] = {"average": average, "zero_division": 0}
+
+def classification_metrics(labels: pd.Series, predictions: pd.Series, probabilities: Any = None,
+                           classes: list[Any] | None = None) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1 (binary for two classes, else macro; zero when undefined) and ROC AUC
+    (one-vs-rest macro for more classes), as scikit-learn defines them, computed with NumPy: importing
+    ``sklearn.metrics`` (and scipy.stats with it) took longer than a report over a million rows."""
+    truth = normalize_labels(labels)
+    guess = normalize_labels(predictions)
+    seen = np.union1d(np.unique(truth), np.unique(guess))
+    average = "binary" if len(seen) <= 2 and classes and len(classes) == 2 else "macro"
+    positive = None
     if average == "binary":
-        options["pos_label"] = normalize_label(classes[-1]) if classes else sorted(set(truth))[-1]
-        if options["pos_label"] not in set(truth) | set(guess):
-            options = {"average": "macro", "zero_division": 0}
-    precision, recall, f1, _ = precision_recall_fscore_support(truth, guess, **options)
-    result: dict[str, Any] = {"count": len(truth), "accuracy": float(accuracy_score(truth, guess)),
+        positive = normalize_label(classes[-1]) if classes else str(np.unique(truth)[-1])
+        if positive not in set(seen.tolist()):
+            average = "macro"
+    if average == "binary":
+        precision, recall, f1 = _precision_recall_f1(truth, guess, str(positive))
+    else:
+        scores = np.array([_precision_recall_f1(truth, guess, label) for label in seen.tolist()])
+        precision, recall, f1 = scores.mean(axis=0) if len(scores) else (0.0, 0.0, 0.0)
+    result: dict[str, Any] = {"count": len(truth), "accuracy": float(np.mean(truth == guess)) if len(truth) else 0.0,
                               "precision": float(precision), "recall": float(recall), "f1": float(f1),
-                              "average": options["average"], "roc_auc": None}
-    if probabilities is not None and classes and probabilities.notna().all() and len(probabilities):
-        matrix = np.array(probabilities.tolist(), dtype="float64")
+                              "average": average, "roc_auc": None}
+    matrix = probability_matrix(probabilities)
+    if matrix is not None and classes and len(matrix) == len(truth):
         names = [normalize_label(c) for c in classes]
-        present = set(truth)
+        present = set(np.unique(truth).tolist())
         if matrix.ndim == 2 and matrix.shape[1] == len(names) and len(present) >= 2 and present <= set(names):
             if len(names) == 2:
-                result["roc_auc"] = float(roc_auc_score(truth == names[1], matrix[:, 1]))
+                result["roc_auc"] = roc_auc(truth == names[1], matrix[:, 1])
             else:
                 columns = [names.index(c) for c in names if c in present]
                 sub = matrix[:, columns]
                 sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
-                labels_order = [names[i] for i in columns]
-                result["roc_auc"] = float(roc_auc_score(truth, sub if len(columns) > 2 else sub[:, 1],
-                                                        multi_class="ovr", labels=labels_order))
+                result["roc_auc"] = float(np.mean([roc_auc(truth == names[i], sub[:, k])
+                                                   for k, i in enumerate(columns)])) if len(columns) > 2 \
+                    else roc_auc(truth == names[columns[1]], sub[:, 1])
     return result
+
+
+def _precision_recall_f1(truth: np.ndarray, guess: np.ndarray, label: str) -> tuple[float, float, float]:
+    predicted, actual = guess == label, truth == label
+    hits = float(np.sum(predicted & actual))
+    precision = hits / predicted.sum() if predicted.any() else 0.0
+    recall = hits / actual.sum() if actual.any() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def roc_auc(positive: np.ndarray, score: np.ndarray) -> float | None:
+    """The area under the ROC curve: the Mann-Whitney U of the scores, ties at half (average ranks)."""
+    positive = np.asarray(positive, dtype=bool)
+    score = np.asarray(score, dtype="float64")
+    n_positive = int(positive.sum())
+    n_negative = len(positive) - n_positive
+    if not n_positive or not n_negative:
+        return None
+    order = np.argsort(score, kind="mergesort")
+    _, first, counts = np.unique(score[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(score))
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    return float((ranks[positive].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
+
+
+def probability_matrix(probabilities: Any) -> np.ndarray | None:
+    """Class probabilities as a rows x classes matrix; None when some row has none."""
+    if probabilities is None:
+        return None
+    if isinstance(probabilities, np.ndarray) and probabilities.ndim == 2:
+        return probabilities
+    series = pd.Series(probabilities)
+    if not len(series) or series.isna().any():
+        return None
+    try:
+        return np.array(series.tolist(), dtype="float64")
+    except ValueError:  # rows of different lengths
+        return None
 
 
 def regression_metrics(labels: pd.Series, predictions: pd.Series) -> dict[str, Any]:

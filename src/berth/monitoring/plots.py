@@ -96,6 +96,14 @@ def performance(perf: dict[str, Any]) -> str:
     buckets = perf["buckets"]
     keys = ("accuracy", "f1") if perf["task"] == "classification" else ("mae", "rmse")
     labels = [b["start"][5:16].replace("T", " ") for b in buckets]
+    if len(buckets) == 1:  # one bucket: bars with their values, not lone dots
+        values = [buckets[0].get(k) if buckets[0].get(k) is not None else np.nan for k in keys]
+        bars = axes.bar(range(len(keys)), values, color=[CURRENT_COLOR, REFERENCE_COLOR][:len(keys)], width=0.5)
+        axes.bar_label(bars, fmt="%.3g", fontsize=7)
+        axes.set_xticks(range(len(keys)), list(keys), fontsize=8)
+        axes.set_title(f"Performance, {labels[0]} ({perf.get('bucket', 'bucket')} bucket)", fontsize=10)
+        axes.tick_params(labelsize=7)
+        return _svg(figure)
     for key in keys:
         axes.plot(range(len(buckets)), [b.get(key) if b.get(key) is not None else np.nan for b in buckets],
                   marker="o", label=key)
@@ -114,8 +122,14 @@ def traffic(data: dict[str, Any]) -> str:
     axes.bar(positions, [b["rows"] for b in buckets], color=CURRENT_COLOR, alpha=0.6)
     axes.set_ylabel("predictions", fontsize=8)
     latency = axes.twinx()
-    latency.plot(positions, [b["p50"] for b in buckets], color="#333", label="p50 ms")
-    latency.plot(positions, [b["p99"] for b in buckets], color=DRIFT_COLOR, label="p99 ms")
+    style = {"marker": "o", "linestyle": "none"} if len(buckets) == 1 else {}  # one bucket: points, with values
+    latency.plot(positions, [b["p50"] for b in buckets], color="#333", label="p50 ms", **style)
+    latency.plot(positions, [b["p99"] for b in buckets], color=DRIFT_COLOR, label="p99 ms", **style)
+    if len(buckets) == 1:
+        axes.set_xlim(-1, 1)
+        for key, color in (("p50", "#333"), ("p99", DRIFT_COLOR)):
+            latency.annotate(f"{key} {buckets[0][key]:.3g} ms", (0, buckets[0][key]), xytext=(8, 0),
+                             textcoords="offset points", fontsize=7, color=color, va="center")
     latency.set_ylabel("latency ms", fontsize=8)
     latency.legend(fontsize=7, frameon=False, loc="upper left")
     labels = [b["start"][5:16].replace("T", " ") for b in buckets]
@@ -125,3 +139,45 @@ def traffic(data: dict[str, Any]) -> str:
     axes.tick_params(labelsize=7)
     latency.tick_params(labelsize=7)
     return _svg(figure)
+
+
+def drift_timeline(timeline: dict[str, Any]) -> str:
+    """A heatmap: one row per feature (and the prediction), one column per bucket, coloured by the drift score
+    relative to its threshold (1 = at the threshold); drifted cells marked, dataset-drift buckets underlined."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    names = list(timeline["features"])
+    starts = timeline["starts"]
+    values = np.full((len(names), len(starts)), np.nan)
+    for row, name in enumerate(names):
+        for column, cell in enumerate(timeline["features"][name]):
+            if cell["severity"] is not None:
+                values[row, column] = min(cell["severity"], 3.0)
+    figure = _figure(min(2.5 + 0.32 * len(starts), 11), 0.9 + 0.32 * len(names))
+    axes = figure.add_subplot()
+    colors = LinearSegmentedColormap.from_list("drift", [OK_COLOR, "#f4f6f8", "#f5b041", DRIFT_COLOR])
+    image = axes.imshow(values, aspect="auto", cmap=colors, vmin=0, vmax=3, interpolation="nearest")
+    for row, name in enumerate(names):
+        for column, cell in enumerate(timeline["features"][name]):
+            if cell["drifted"]:
+                axes.text(column, row, "x", ha="center", va="center", fontsize=7, color="white")
+    for column, drifted in enumerate(timeline["dataset_drift"]):
+        if drifted:
+            axes.add_patch(_rectangle(column - 0.5, len(names) - 0.5))
+    labels = [s[5:16].replace("T", " ") if timeline["bucket"] != "1D" else s[:10] for s in starts]
+    step = max(1, len(labels) // 16)
+    axes.set_xticks(list(range(len(labels)))[::step], labels[::step], rotation=45, ha="right", fontsize=7)
+    axes.set_yticks(range(len(names)), names, fontsize=7)
+    axes.set_ylim(len(names) - 0.5 + 0.35, -0.5)
+    colorbar = figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02)
+    colorbar.set_label("score / threshold", fontsize=7)
+    colorbar.ax.tick_params(labelsize=6)
+    title = f"Drift per {timeline['bucket']} bucket (x: drifted; red line: dataset drift)"
+    axes.set_title(title, fontsize=9)
+    return _svg(figure)
+
+
+def _rectangle(x: float, y: float) -> Any:
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x, y), 1.0, 0.3, color=DRIFT_COLOR, clip_on=False)

@@ -45,7 +45,11 @@ def data_quality(frame: pd.DataFrame, reference: dict[str, Any],
     counts = coerced or {}
     features = {name: feature_quality(frame[name], stats, int(counts.get(name, 0)))
                 for name, stats in reference.get("features", {}).items() if name in frame.columns}
-    rows = len(frame)
+    return with_totals(features, len(frame))
+
+
+def with_totals(features: dict[str, dict[str, Any]], rows: int) -> dict[str, Any]:
+    """The quality section: per feature, and totals over all cells."""
     totals = {key: sum(f.get(key, 0) for f in features.values())
               for key in ("missing", "out_of_range", "unseen", "coerced")}
     cells = rows * max(len(features), 1)

@@ -17,11 +17,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from berth.errors import StorageError
-from berth.monitoring.drift import DriftConfig, dataset_drift, prediction_drift
+from berth.monitoring.drift import Counted, DriftConfig, combine, dataset_drift, feature_drift, prediction_drift
 from berth.monitoring.log import served_rows
 from berth.monitoring.performance import bucket_size, performance
-from berth.monitoring.quality import data_quality
+from berth.monitoring.quality import data_quality, with_totals
+from berth.monitoring.scan import Progress, scan, time_range
 from berth.monitoring.store import FEATURE_PREFIX, Store, utc
+from berth.monitoring.timeline import drift_timeline, timeline_bucket, timeline_from_scan
 
 
 def version_info(store: Store, model: str, version: str | None, bundle: str | None = None) -> dict[str, Any]:
@@ -44,10 +46,16 @@ def version_info(store: Store, model: str, version: str | None, bundle: str | No
     return list(versions.values())[-1]
 
 
+STREAM_ROWS = 250_000  # above this many rows in the window, a report streams counts instead of holding rows
+
+
 def build_report(model: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
                  version: str | None = None, store: Store | None = None, config: DriftConfig | None = None,
-                 bundle: str | None = None) -> dict[str, Any]:
-    """Drift, quality, performance and traffic of ``model``'s predictions with ``since <= time < until``."""
+                 bundle: str | None = None, bucket: dt.timedelta | None = None, progress: Progress | None = None,
+                 stream_rows: int = STREAM_ROWS) -> dict[str, Any]:
+    """Drift, quality, performance and traffic of ``model``'s predictions with ``since <= time < until``.
+    Windows of more than ``stream_rows`` rows are read in one streaming pass (:mod:`berth.monitoring.scan`);
+    ``progress(rows_done, rows_total)`` is called as it goes."""
     store = store or Store()
     config = config or DriftConfig()
     info = version_info(store, model, version, bundle)
@@ -56,23 +64,23 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
     outputs = signature.get("outputs", {})
     classification = outputs.get("kind") == "classification"
     names = [FEATURE_PREFIX + f for f in reference.get("features", {})]
+    columns = ["time", "version", "latency_ms", "prediction", *names, "coerced"]
+    streamed = store.retrying(lambda: streamed_report(
+        store, model, since, until, version, info, config, bucket, progress, stream_rows, columns))
+    if streamed is not None:
+        streamed["performance"] = labelled_performance(store, model, since, until, version, classification,
+                                                       outputs.get("classes"))
+        streamed["comparison"] = comparison(store, model, since, until, config) if version is None else None
+        streamed["summary"] = summarize(streamed)
+        return streamed
     table = served_rows(store.read(model, since, until, version=version,  # shadow rows: see compare
-                                   columns=["time", "version", "latency_ms", "prediction", *names, "coerced",
-                                            "shadow", "error"]))
+                                   columns=[*columns, "shadow", "error"]))
     rows = table.num_rows
-    report: dict[str, Any] = {
-        "model": model, "version": version, "versions": sorted(set(table["version"].to_pylist()))
-        if rows and "version" in table.column_names else [],
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "window": {"since": utc(since).isoformat() if since else None, "until": utc(until).isoformat() if until
-                   else None, "first": None, "last": None},
-        "rows": rows, "task": "classification" if classification else outputs.get("kind", "unknown"),
-        "reference_rows": reference.get("rows"), "baseline_metrics": info.get("metrics") or {},
-        "drift_rule": {"small_sample": config.small_sample, "dataset_share": config.dataset_share,
-                       "overrides": {k: vars(v) for k, v in config.features.items()}},
-    }
+    report = report_header(model, version, since, until, rows, info, config, classification, outputs,
+                           sorted(set(table["version"].to_pylist())) if rows and "version" in table.column_names
+                           else [])
     if rows == 0:
-        report.update(drift=None, prediction_drift=None, quality=None, traffic=None,
+        report.update(drift=None, prediction_drift=None, quality=None, traffic=None, timeline=None,
                       performance={"labelled": 0, "overall": None, "buckets": []})
         report["summary"] = summarize(report)
         return report
@@ -84,6 +92,8 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
     predictions = table["prediction"].to_pandas() if "prediction" in table.column_names else pd.Series([])
     report["prediction_drift"] = prediction_drift(predictions, reference.get("predictions"), classification,
                                                   config).to_dict()
+    report["timeline"] = drift_timeline(times, frame, predictions, reference, classification, config, bucket) \
+        if report["reference_available"] else None
     report["quality"] = data_quality(frame, reference, coerced_counts(table))
     report["traffic"] = traffic(times, table["latency_ms"].to_numpy() if "latency_ms" in table.column_names
                                 else np.zeros(rows))
@@ -101,6 +111,60 @@ def comparison(store: Store, model: str, since: dt.datetime | None, until: dt.da
 
     pair = detect_pair(store, model, since, until)
     return compare(model, *pair, since=since, until=until, store=store, config=config) if pair else None
+
+
+def report_header(model: str, version: str | None, since: dt.datetime | None, until: dt.datetime | None,
+                  rows: int, info: dict[str, Any], config: DriftConfig, classification: bool,
+                  outputs: dict[str, Any], versions: list[str]) -> dict[str, Any]:
+    reference = info.get("reference") or {}
+    return {
+        "model": model, "version": version, "versions": versions,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "window": {"since": utc(since).isoformat() if since else None, "until": utc(until).isoformat() if until
+                   else None, "first": None, "last": None},
+        "rows": rows, "task": "classification" if classification else outputs.get("kind", "unknown"),
+        "reference_rows": reference.get("rows"), "baseline_metrics": info.get("metrics") or {},
+        "reference_available": bool(reference.get("features")),
+        "drift_rule": {"small_sample": config.small_sample, "min_effect": config.min_effect,
+                       "dataset_share": config.dataset_share,
+                       "overrides": {k: vars(v) for k, v in config.features.items()}},
+    }
+
+
+def streamed_report(store: Store, model: str, since: dt.datetime | None, until: dt.datetime | None,
+                    version: str | None, info: dict[str, Any], config: DriftConfig, bucket: dt.timedelta | None,
+                    progress: Progress | None, stream_rows: int, columns: list[str]) -> dict[str, Any] | None:
+    """The report of a large window from one streaming pass; None when the window is small enough to hold."""
+    dataset, condition = store.window(model, since, until, version=version, served_only=True)
+    if dataset is None:
+        return None
+    first, last, rows = time_range(dataset, condition)
+    if rows <= stream_rows:
+        return None
+    reference = info.get("reference") or {}
+    outputs = (info.get("signature") or {}).get("outputs", {})
+    classification = outputs.get("kind") == "classification"
+    start, end = pd.Timestamp(first, unit="us", tz="UTC"), pd.Timestamp(last, unit="us", tz="UTC")
+    timeline_freq = timeline_bucket(start, end, bucket)
+    traffic_freq = bucket_size(start, end)
+    counts = scan(dataset, condition, columns, reference, first=first, last=last, timeline_freq=timeline_freq,
+                  traffic_freq=traffic_freq, total=rows, prefix=FEATURE_PREFIX, progress=progress)
+    report = report_header(model, version, since, until, counts.rows, info, config, classification, outputs,
+                           sorted(counts.versions))
+    report["window"].update(first=start.isoformat(), last=end.isoformat())
+    stats = reference.get("features", {})
+    features = [feature_drift(name, acc.counted(), stats[name], config) for name, acc in counts.features.items()]
+    report["drift"] = combine(features, config).to_dict()
+    predictions = counts.prediction.counted() if counts.prediction is not None else Counted(counts.rows)
+    report["prediction_drift"] = prediction_drift(predictions, reference.get("predictions"), classification,
+                                                  config).to_dict()
+    report["timeline"] = timeline_from_scan(counts, reference, classification, config, timeline_freq) \
+        if report["reference_available"] else None
+    report["quality"] = with_totals({name: acc.quality(stats[name], counts.rows, counts.coerced.get(name, 0))
+                                     for name, acc in counts.features.items()}, counts.rows)
+    report["traffic"] = counts.traffic_report(traffic_freq)
+    report["streamed"] = True
+    return report
 
 
 def coerced_counts(table: pa.Table) -> dict[str, int]:
@@ -126,18 +190,31 @@ def traffic(times: pd.Series, latency_ms: np.ndarray) -> dict[str, Any]:
 
 def labelled_performance(store: Store, model: str, since: dt.datetime | None, until: dt.datetime | None,
                          version: str | None, classification: bool, classes: list[Any] | None) -> dict[str, Any]:
+    """Metrics over the window's labelled predictions, and the labels that match no logged prediction at all
+    (an unknown request id or row: a typo, another model's id, or a prediction already pruned)."""
     labels = store.feedback(model)
     if labels.num_rows == 0:
-        return {"labelled": 0, "overall": None, "buckets": []}
-    logged = served_rows(store.read(model, since, until, version=version,  # only labelled rows reach pandas
+        return {"labelled": 0, "overall": None, "buckets": [], "unmatched": 0, "unmatched_examples": []}
+    logged = served_rows(store.read(model, None, until, version=version,  # only labelled rows reach pandas
                                     columns=["time", "request_id", "row", "prediction", "probabilities", "shadow",
                                              "error"],
                                     request_ids=pc.unique(labels["request_id"])))
-    joined = logged.to_pandas().merge(labels.select(["request_id", "row", "label"]).to_pandas(),
-                                      on=["request_id", "row"], how="inner")
+    label_frame = labels.select(["request_id", "row", "label"]).to_pandas()
+    logged_frame = logged.to_pandas() if logged.num_rows else pd.DataFrame(
+        {"time": pd.Series([], dtype="datetime64[us, UTC]"), "request_id": [], "row": [], "prediction": []})
+    known = logged_frame[["request_id", "row"]].drop_duplicates() if len(logged_frame) else logged_frame[
+        ["request_id", "row"]]
+    matched = label_frame.merge(known, on=["request_id", "row"], how="left", indicator=True)
+    unmatched = matched[matched["_merge"] == "left_only"]
+    if since is not None and len(logged_frame):
+        logged_frame = logged_frame[logged_frame["time"] >= pd.Timestamp(utc(since))]
+    joined = logged_frame.merge(label_frame, on=["request_id", "row"], how="inner")
     if "probabilities" in joined and joined["probabilities"].isna().any():
         joined = joined.drop(columns="probabilities")
-    return performance(joined, classification, classes)
+    result = performance(joined, classification, classes)
+    result.update(unmatched=len(unmatched),
+                  unmatched_examples=sorted(unmatched["request_id"].astype(str).unique().tolist())[:5])
+    return result
 
 
 def summarize(report: dict[str, Any]) -> list[str]:
@@ -147,17 +224,28 @@ def summarize(report: dict[str, Any]) -> list[str]:
     lines = [f"{report['rows']:,} predictions logged between {report['window']['first'][:19]} and "
              f"{report['window']['last'][:19]} UTC."]
     drift = report["drift"]
-    if drift:
+    if not report.get("reference_available", True):
+        lines.append(MISSING_REFERENCE)
+    elif drift:
         drifted = drift["drifted_features"]
         judged = sum(1 for f in drift["features"] if f["method"])
         if drift["drifted"]:
+            why = (f"above the {drift['threshold']:.0%} share that signals drift" if drift["share"] > drift["threshold"]
+                   else f"so many together happen by chance {drift.get('chance', 0):.1%} of the time")
             lines.append(f"DATASET DRIFT: {len(drifted)} of {judged} features changed against the training data "
-                         f"({', '.join(drifted)}); above the {drift['threshold']:.0%} share that signals drift.")
+                         f"({', '.join(drifted)}); {why}.")
         elif drifted:
             lines.append(f"Some drift: {', '.join(drifted)} changed ({len(drifted)} of {judged} features); "
                          f"below the {drift['threshold']:.0%} share that signals dataset drift.")
         else:
             lines.append(f"No drift: all {judged} features look like the training data.")
+    timeline = report.get("timeline")
+    if timeline and timeline["first_drift"]:
+        drifted = sum(timeline["dataset_drift"])
+        lines.append(f"Drift over time: dataset drift in {drifted} of {len(timeline['starts'])} "
+                     f"{timeline['bucket']} buckets, first at {timeline['first_drift'][:16].replace('T', ' ')} UTC"
+                     + (f"; ongoing since {timeline['drift_since'][:16].replace('T', ' ')} UTC."
+                        if timeline["drift_since"] else "; the latest bucket is fine."))
     prediction = report.get("prediction_drift")
     if prediction and prediction["method"]:
         lines.append("The model's outputs have shifted." if prediction["drifted"]
@@ -181,7 +269,17 @@ def summarize(report: dict[str, Any]) -> list[str]:
                          f"RMSE {overall['rmse']:.4g}.")
     else:
         lines.append("No true labels yet: send them to POST /feedback or berth monitor feedback.")
+    if perf.get("unmatched"):
+        examples = ", ".join(perf.get("unmatched_examples", [])[:3])
+        lines.append(f"{perf['unmatched']:,} labels match no logged prediction (unknown request id or row, "
+                     f"e.g. {examples}): check the ids sent to /feedback.")
     return lines
+
+
+MISSING_REFERENCE = ("No drift baseline: this version's bundle has no reference statistics, so drift cannot be "
+                     "judged. Add them by saving with berth.save(model, ..., reference=X_train), importing with "
+                     "berth import MODEL --reference train.csv, or comparing against another bundle "
+                     "(berth monitor report --bundle PATH).")
 
 
 # --------------------------------------------------------------------------- HTML
@@ -209,14 +307,22 @@ def render_html(report: dict[str, Any]) -> str:
              f"{e(report['generated_at'])}; {report['rows']:,} logged predictions</p>",
              f"<div class='summary{' bad' if bad else ''}' id='summary'>"
              + "".join(f"<p>{e(line)}</p>" for line in report["summary"]) + "</div>"]
-    if drift:
+    if not report.get("reference_available", True):
+        parts.append(f"<h2>Data drift</h2><p class='muted' id='no-reference'>{e(MISSING_REFERENCE)}</p>")
+    elif drift:
         parts.append("<h2>Data drift</h2><table><tr><th>feature</th><th>test</th><th>score</th><th>threshold"
                      "</th><th>values</th><th>status</th></tr>")
         for feature in [*drift["features"], *([report["prediction_drift"]] if report.get("prediction_drift")
                                                else [])]:
             parts.append(drift_row(feature))
         parts.append("</table>")
-        parts.append("<figure id='drift-scores'>" + plots.drift_scores(drift["features"]) + "</figure>")
+        parts.append("<figure id='drift-scores'>" + plots.drift_scores(drift_bars(report)) + "</figure>")
+        if report.get("timeline"):
+            timeline = report["timeline"]
+            began = (f"dataset drift first at {e(timeline['first_drift'][:16].replace('T', ' '))} UTC"
+                     if timeline["first_drift"] else "no bucket shows dataset drift")
+            parts.append(f"<h3>Drift over time</h3><p class='muted' id='drift-began'>{timeline['bucket']} buckets; "
+                         f"{began}</p><figure id='drift-timeline'>{plots.drift_timeline(timeline)}</figure>")
         parts.append("<h3>Reference vs current</h3><div class='plots'>")
         for feature in [*drift["features"], report.get("prediction_drift") or {}]:
             if feature.get("plot"):
@@ -242,9 +348,15 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("<table><tr><th>labelled</th>" + "".join(f"<th>{k}</th>" for k in keys) + "</tr><tr>"
                      f"<td>{perf['labelled']:,}</td>" + "".join(f"<td>{number(overall[k])}</td>" for k in keys)
                      + "</tr></table>")
+        if overall.get("roc_auc") is None and report.get("task") == "classification":
+            parts.append("<p class='muted'>ROC AUC needs class probabilities of the labelled predictions "
+                         "(logged by default; see log_probabilities).</p>")
         parts.append("<figure id='performance'>" + plots.performance(perf) + "</figure>")
     else:
         parts.append("<p class='muted'>No labels joined yet.</p>")
+    if perf.get("unmatched"):
+        parts.append(f"<p class='drift' id='unmatched'>{perf['unmatched']:,} labels match no logged prediction "
+                     f"(e.g. {e(', '.join(perf.get('unmatched_examples', [])))})</p>")
     if report.get("traffic"):
         latency = report["traffic"]["latency_ms"]
         parts.append(f"<h2>Traffic</h2><p>latency p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms, "
@@ -257,6 +369,13 @@ def render_html(report: dict[str, Any]) -> str:
     parts.append("<details><summary>Report data (JSON)</summary><pre>"
                  + e(json.dumps(strip_plots(report), indent=1)) + "</pre></details></body></html>")
     return "\n".join(parts)
+
+
+def drift_bars(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bars of the drift chart: every feature, then the prediction."""
+    drift = report.get("drift") or {}
+    prediction = report.get("prediction_drift")
+    return [*drift.get("features", []), *([prediction] if prediction else [])]
 
 
 def drift_row(feature: dict[str, Any]) -> str:

@@ -6,16 +6,24 @@ from typing import Any
 
 
 def check(report: dict[str, Any], *, metric: str | None = None, max_drop: float = 0.05,
-          minimum: float | None = None, min_labels: int = 30) -> tuple[list[str], list[str]]:
-    """Problems (any one fails the check) and notes. A problem: dataset drift in the window, or the watched
-    metric (with at least ``min_labels`` labels) more than ``max_drop`` below the bundle's recorded value or
-    below ``minimum``. Higher is better for every metric except mae and rmse."""
+          minimum: float | None = None, min_labels: int = 30,
+          latest_bucket: bool = False) -> tuple[list[str], list[str]]:
+    """Problems (any one fails the check) and notes. A problem: dataset drift in the window (with
+    ``latest_bucket``, also in the timeline's latest bucket alone), or the watched metric (with at least
+    ``min_labels`` labels) more than ``max_drop`` below the bundle's recorded value or below ``minimum``.
+    Higher is better for every metric except mae and rmse."""
     problems: list[str] = []
     notes: list[str] = list(report["summary"])
     drift = report.get("drift")
     if drift and drift["drifted"]:
         problems.append(f"dataset drift: {', '.join(drift['drifted_features'])} "
-                        f"({drift['share']:.0%} of features > {drift['threshold']:.0%})")
+                        f"({drift['share']:.0%} of features; by chance {drift.get('chance', 0):.1%})")
+    timeline = report.get("timeline")
+    if latest_bucket and timeline and timeline["latest"]["dataset_drift"]:
+        latest = timeline["latest"]
+        problems.append(f"dataset drift in the latest {timeline['bucket']} bucket (from {latest['start'][:16]} UTC): "
+                        f"{', '.join(latest['drifted_features'])}"
+                        + (f"; drifting since {timeline['drift_since'][:16]} UTC" if timeline["drift_since"] else ""))
     perf = report.get("performance") or {}
     classification = report.get("task") == "classification"
     metric = metric or ("accuracy" if classification else "r2")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from berth.errors import ModelNotFoundError, RequestError
+from berth.errors import BerthError, ModelNotFoundError, RequestError
 from berth.monitoring.dashboard import create_router
 from berth.monitoring.feedback import feedback_table
 from berth.monitoring.store import FEEDBACK
@@ -21,6 +21,11 @@ from berth.serving.responses import error_response, json_response
 if TYPE_CHECKING:
     from berth.serving.dataplane import DataPlane
     from berth.serving.recording import Recorder
+
+
+class FeedbackQueueFullError(BerthError):
+    status_code = 503
+    code = "feedback_queue_full"
 
 
 def install(app: FastAPI, plane: DataPlane, recorder: Recorder) -> None:
@@ -37,9 +42,15 @@ def install(app: FastAPI, plane: DataPlane, recorder: Recorder) -> None:
                 groups[resolve_model(plane, model)].append(
                     {k: v for k, v in item.items() if k != "model"} if isinstance(item, dict) else item)
             tables = {model: feedback_table(group) for model, group in groups.items()}
-            loop = asyncio.get_running_loop()
-            for model, table in tables.items():
-                await loop.run_in_executor(None, functools.partial(store.write, model, table, kind=FEEDBACK))
+            if recorder.enabled:  # the background writer batches labels with the predictions
+                if sum(t.num_rows for t in tables.values()) + recorder.log.feedback_queued > recorder.log.max_queue:
+                    raise FeedbackQueueFullError("too many labels wait to be written; retry in a few seconds")
+                for model, table in tables.items():
+                    recorder.log.offer_feedback(model, table)
+            else:
+                loop = asyncio.get_running_loop()
+                for model, table in tables.items():
+                    await loop.run_in_executor(None, functools.partial(store.write, model, table, kind=FEEDBACK))
         except Exception as exc:
             return error_response(exc)
         return json_response({"stored": sum(t.num_rows for t in tables.values()),
@@ -47,8 +58,10 @@ def install(app: FastAPI, plane: DataPlane, recorder: Recorder) -> None:
 
     app.add_api_route("/feedback", feedback, methods=["POST"], tags=["monitoring"], summary="True labels",
                       description="`{\"request_id\": ..., \"label\": ...}` or a list of them; `model` (in the "
-                                  "body or the query) is needed only when several models are served.",
-                      responses=openapi.error_responses((*openapi.BODY_ERRORS, 404)),
+                                  "body or the query) is needed only when several models are served. Labels are "
+                                  "written with the next batch of the prediction log (within "
+                                  "`log_flush_interval_s`).",
+                      responses=openapi.error_responses((*openapi.BODY_ERRORS, 404, 503)),
                       openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}})
     app.include_router(create_router(store, lambda: live_status(plane, recorder)))
 
@@ -82,5 +95,6 @@ def live_status(plane: DataPlane, recorder: Recorder) -> dict[str, Any]:
     models = {name: {"ready": slot.ready, "version": slot.runner.version, "requests": requests.get(name, 0),
                      "errors": errors.get(name, 0)} for name, slot in plane.slots.items()}
     return {"models": models, "server": {"ready": plane.ready, "logging": recorder.enabled,
+                                         "log_location": str(recorder.store.root), "log_writable": recorder.writable,
                                          "log_written": recorder.log.written, "log_dropped": recorder.log.dropped,
                                          "log_queued": len(recorder.log)}}

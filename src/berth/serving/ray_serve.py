@@ -189,6 +189,20 @@ def deployment(sources: Sequence[str], settings: ServeSettings, options: RayServ
     )(ingress).bind(list(sources), settings.model_dump(mode="json"))
 
 
+def replica_settings(settings: ServeSettings, options: RayServeOptions) -> ServeSettings:
+    """The replicas' settings, with the prediction log's place resolved here, once: a replica's environment (on
+    another node, or started by Ray with its own variables) may have another BERTH_HOME, or none."""
+    from berth.monitoring.store import monitor_dir
+
+    if settings.monitor_dir is None:
+        settings = settings.model_copy(update={"monitor_dir": str(monitor_dir())})
+    where = str(settings.monitor_dir)
+    if settings.log_predictions and options.address is not None and not storage.is_remote(where):
+        log.warning("prediction log at %s: on a Ray cluster each node writes its own disk there; give "
+                    "--monitor-dir s3://bucket/prefix (or another shared URL) for one log of all replicas", where)
+    return settings
+
+
 def absolute_sources(sources: Sequence[str]) -> list[str]:
     """Local paths made absolute (replicas do not share the command's working directory); URLs as given."""
     return [str(storage.local_path(s).absolute()) if not storage.is_remote(s) and storage.exists(s) else str(s)
@@ -204,6 +218,7 @@ def run(sources: Sequence[str], settings: ServeSettings, options: RayServeOption
     from ray import serve
 
     uris = absolute_sources(sources)
+    settings = replica_settings(settings, options)
     if options.address is None:
         from berth.importer import is_plain_model_file
         from berth.model import inspect

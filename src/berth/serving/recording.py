@@ -69,6 +69,7 @@ class Recorder:
                                  flush_interval_s=settings.log_flush_interval_s,
                                  on_drop=self.dropped.inc, on_write=self.written.inc)
         self._drift_task: asyncio.Task[None] | None = None
+        self.writable: bool | None = None  # the startup write probe's answer
 
     # ------------------------------------------------------------------ per request
 
@@ -86,8 +87,11 @@ class Recorder:
         if captured is None or (self.sample_rate < 1.0 and random.random() >= self.sample_rate):
             return
         runner, data, result = captured
+        probabilities = result.probabilities
+        if probabilities is None:
+            probabilities = getattr(result, "logged_probabilities", None)
         self.log.offer(PendingRecord(time.time(), model, runner.version, request_id, data, result.predictions,
-                                     result.probabilities, latency_s, runner.model))
+                                     probabilities, latency_s, runner.model))
 
     def record_error(self, runner: Any, request_id: str, model: str, latency_s: float,
                      failure: BaseException | None) -> None:
@@ -103,6 +107,14 @@ class Recorder:
 
     async def start(self, plane: Any) -> None:
         if self.enabled:
+            problem = await asyncio.get_running_loop().run_in_executor(None, self.store.probe)
+            self.writable = problem is None
+            if problem is None:
+                log.info("prediction log: writing to %s", self.store.root)
+            else:
+                log.error("prediction log: cannot write to %s (%s): predictions will be dropped and counted in "
+                          "berth_prediction_log_dropped_total; set BERTH_HOME or BERTH_MONITOR_DIR to a writable "
+                          "place (see docs/monitoring.md)", self.store.root, problem)
             self.log.start()
         if self.drift_interval_s > 0:
             self._drift_task = asyncio.get_running_loop().create_task(self._drift_loop(plane),

@@ -78,9 +78,12 @@ class ServeSettings(BaseSettings):
 
     log_predictions: bool = Field(True, description="Record answered predictions in the monitoring log.")
     log_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of answered requests recorded.")
+    log_probabilities: bool = Field(True, description="Log a classifier's class probabilities for every request "
+                                    "(so the report has ROC AUC), also when the request did not ask for them.")
     log_queue_size: int = Field(10_000, ge=1, description="Records waiting to be written; more are dropped.")
     log_flush_interval_s: float = Field(2.0, gt=0, description="Longest time a record waits in the queue.")
-    monitor_dir: str | None = Field(None, description="Monitoring directory (default $BERTH_HOME/monitoring).")
+    monitor_dir: str | None = Field(None, description="Where the prediction log goes: a directory or an fsspec URL "
+                                                          "(s3://bucket/prefix); default $BERTH_HOME/monitoring.")
     drift_interval_s: float = Field(60.0, ge=0, description="How often /metrics drift gauges are recomputed "
                                                             "(0: never).")
     drift_window_s: float = Field(3600.0, gt=0, description="The span of recent predictions drift gauges cover.")

@@ -33,7 +33,8 @@ from berth.serving.settings import ServeSettings
 @dataclass
 class Prediction:
     predictions: np.ndarray
-    probabilities: np.ndarray | None = None
+    probabilities: np.ndarray | None = None  # when the request asked for them
+    logged_probabilities: np.ndarray | None = None  # for the prediction log, asked for or not (ROC AUC)
 
 
 @dataclass
@@ -54,6 +55,9 @@ class Runner:
         self.as_matrix = self.signature.layout == "table" and self.signature.all_numeric
         self.wire_dtype = predictor.input_dtype if predictor.input_target == "ndarray" else None
         self.batching = settings.batching
+        # the prediction log keeps class probabilities of every request, so ROC AUC works on any labelled request
+        self.log_probabilities = (model.has_proba and settings.log_predictions and settings.log_probabilities
+                                  and settings.log_sample_rate > 0)
         self.active = 0  # requests between arrival and answer on this runner (see retire)
         self.source = ""  # where a candidate runner came from (see berth.serving.arms)
         self.batcher: Batcher[_Part, Prediction] = Batcher(
@@ -96,13 +100,13 @@ class Runner:
         inputs = self._stack(parts)
         predictions = np.asarray(self.model.predict_prepared(inputs))
         probabilities = None
-        if any(p.probabilities for p in parts) and self.model.has_proba:
+        if self.model.has_proba and (self.log_probabilities or any(p.probabilities for p in parts)):
             probabilities = np.asarray(self.model.predict_proba_prepared(inputs))
         results, start = [], 0
         for part in parts:
             end = start + part.rows
-            results.append(Prediction(predictions[start:end],
-                                      probabilities[start:end] if probabilities is not None else None))
+            share = probabilities[start:end] if probabilities is not None else None
+            results.append(Prediction(predictions[start:end], share if part.probabilities else None, share))
             start = end
         return results
 

@@ -55,7 +55,7 @@ class ReportCache:
 
 def dashboard_report(store: Store, model: str, window: str) -> dict[str, Any]:
     from berth.monitoring import plots
-    from berth.monitoring.report import build_report, strip_plots
+    from berth.monitoring.report import build_report, drift_bars, strip_plots
 
     since = dt.datetime.now(dt.UTC) - parse_duration(window)
     if model not in store.models():  # served, but nothing flushed yet
@@ -64,10 +64,12 @@ def dashboard_report(store: Store, model: str, window: str) -> dict[str, Any]:
     report = build_report(model, since=since, store=store)
     svgs: dict[str, Any] = {"features": {}}
     if report.get("drift"):
-        svgs["drift"] = plots.drift_scores(report["drift"]["features"])
+        svgs["drift"] = plots.drift_scores(drift_bars(report))
         for feature in [*report["drift"]["features"], report.get("prediction_drift") or {}]:
             if feature.get("plot"):
                 svgs["features"][feature["feature"]] = plots.distribution(feature["feature"], feature["plot"])
+    if report.get("timeline"):
+        svgs["timeline"] = plots.drift_timeline(report["timeline"])
     if report.get("traffic"):
         svgs["traffic"] = plots.traffic(report["traffic"])
     if (report.get("performance") or {}).get("overall"):

@@ -26,6 +26,7 @@ section{margin-bottom:1.2rem}
 <div id="models" class="cards"></div>
 <div id="summary" class="summary"><p class="muted">loading...</p></div>
 <section><h2>Drift per feature</h2><div id="drift-table"></div><div id="drift-plot"></div></section>
+<section><h2>Drift over time</h2><p id="drift-began" class="muted"></p><div id="drift-timeline"></div></section>
 <section><h2>Reference vs current</h2><div id="feature-plots" class="plots"></div></section>
 <section><h2>Traffic and latency</h2><div id="traffic"></div></section>
 <section><h2>Performance</h2><div id="performance"></div></section>
@@ -78,7 +79,10 @@ function renderReport(data) {
     $("summary").innerHTML += `<p class="muted">latency p50 ${num(l.p50)} ms, p95 ${num(l.p95)} ms, ` +
       `p99 ${num(l.p99)} ms</p>`;
   }
-  if (drift) {
+  if (r.reference_available === false) {
+    $("drift-table").innerHTML = `<p class="muted" id="no-reference">${esc(r.summary.find((l) =>
+      l.startsWith("No drift baseline")) || "No reference statistics in this bundle.")}</p>`;
+  } else if (drift) {
     const rows = [...drift.features, ...(r.prediction_drift ? [r.prediction_drift] : [])].map((f) =>
       `<tr><td>${esc(f.feature)}</td><td>${esc(f.method || "-")}</td><td>${num(f.score)}</td>` +
       `<td>${num(f.threshold)}</td><td>${num(f.n)}</td><td>${f.drifted ? "<span class='drift'>drift</span>" :
@@ -91,6 +95,12 @@ function renderReport(data) {
     $("drift-table").innerHTML = "<p class='muted'>No predictions in this window.</p>";
   }
   $("drift-plot").innerHTML = plots.drift || "";
+  const timeline = r.timeline;
+  $("drift-began").textContent = timeline ? `${timeline.bucket} buckets; ` + (timeline.first_drift ?
+    `dataset drift first at ${timeline.first_drift.slice(0, 16).replace("T", " ")} UTC` +
+    (timeline.drift_since ? `, ongoing since ${timeline.drift_since.slice(0, 16).replace("T", " ")} UTC` :
+     ", not in the latest bucket") : "no bucket shows dataset drift") : "";
+  $("drift-timeline").innerHTML = plots.timeline || "";
   $("feature-plots").innerHTML = Object.values(plots.features || {}).map((svg) => `<figure>${svg}</figure>`).join("");
   $("traffic").innerHTML = plots.traffic || "<p class='muted'>No traffic in this window.</p>";
   $("comparison").innerHTML = plots.comparison || "<p class='muted'>No shadow or canary candidate in this window.</p>";
@@ -103,6 +113,10 @@ function renderReport(data) {
       (plots.performance || "");
   } else {
     $("performance").innerHTML = "<p class='muted'>No labels yet (POST /feedback).</p>";
+  }
+  if (perf.unmatched) {
+    $("performance").innerHTML += `<p class="drift" id="unmatched">${num(perf.unmatched)} labels match no logged ` +
+      `prediction (e.g. ${esc((perf.unmatched_examples || []).join(", "))})</p>`;
   }
   const q = r.quality;
   $("quality").innerHTML = q ? "<table><tr><th>feature</th><th>missing</th><th>outside training range</th>" +
