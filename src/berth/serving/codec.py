@@ -39,7 +39,31 @@ def json_values(array: np.ndarray) -> Any:
 
 
 def dumps(payload: Any) -> bytes:
-    return orjson.dumps(payload, option=JSON_OPTIONS)
+    try:
+        return orjson.dumps(payload, option=JSON_OPTIONS, default=_fallback)
+    except TypeError:  # rare: an array orjson refuses outright (non-native byte order, not C-contiguous)
+        return orjson.dumps(_plain(payload), option=JSON_OPTIONS, default=_fallback)
+
+
+def _fallback(value: Any) -> Any:
+    """What orjson does not write itself: numpy arrays of other layouts or dtypes, numpy scalars of other kinds."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every numpy array turned into lists (a model's ``predict_proba`` may return a transposed
+    view or a big-endian array, which orjson does not take)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def relocate(error: SignatureError, *prefix: Any) -> SignatureError:
