@@ -127,3 +127,14 @@ def test_the_compare_command(store: Store, loaded: LoadedModel, tmp_path: Path) 
                                   "--monitor-dir", str(store.root), "--registry",
                                   f"sqlite:///{tmp_path / 'empty.db'}"])
     assert missing.exit_code == 2 and "Traceback" not in missing.output
+
+
+def test_the_streamed_report_counts_served_rows_only(store: Store, loaded: LoadedModel) -> None:
+    """A large window (streamed) leaves shadow rows and failed requests out, as the in-memory report does."""
+    log_pair(store, loaded, base_ok=0.9, cand_ok=0.8, cand_errors=20)
+    memory = build_report("iris", store=store)
+    streamed = build_report("iris", store=store, stream_rows=0)
+    assert streamed.get("streamed") and not memory.get("streamed")
+    assert memory["rows"] == streamed["rows"] == N  # version 1's answers; version 2 only shadowed
+    assert streamed["versions"] == memory["versions"] == ["1"]
+    assert streamed["comparison"] is not None and memory["comparison"] is not None
