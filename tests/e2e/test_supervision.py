@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 import berth
-from berth.serving.supervision import clean_stale_metrics_dirs, pid_alive
+from berth.processes import pid_alive
+from berth.serving.supervision import clean_stale_metrics_dirs
 from support.server_process import ServerProcess, listening_sockets
 from tests.serving.conftest import ROW
 from tests.serving.models import HangsOnMarker

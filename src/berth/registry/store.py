@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, defer
 from berth import config, lineage
 from berth.errors import RegistryConflictError, RegistryError, RegistryNotFoundError, RegistrySchemaError
 from berth.manifest import Manifest
+from berth.processes import pid_alive
 from berth.registry import database
 from berth.registry.artifacts import ArtifactStore
 from berth.registry.records import AuditEvent, ModelVersion, RegisteredModel, Rollout, utc
@@ -45,15 +46,6 @@ def default_artifacts() -> str:
 def now() -> datetime:
     return datetime.now(UTC)
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def dispose_engines(*engines: sa.Engine) -> None:

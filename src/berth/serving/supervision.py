@@ -42,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from berth.processes import pid_alive
+
 log = logging.getLogger("berth.serve")
 
 PR_SET_PDEATHSIG = 1
@@ -230,21 +232,6 @@ def _is_stale(path: Path, info: os.stat_result) -> bool:
         return not any(pid_alive(pid) for pid in pids)
     return time.time() - info.st_mtime > LEGACY_EMPTY_AGE_S
 
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead: it only waits for its parent to collect it
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def heartbeat_interval(timeout_s: float) -> float:
