@@ -18,7 +18,7 @@ def test_defaults_live_under_berth_home(tmp_path: Path) -> None:
     assert config.home(env) == tmp_path
     assert config.registry_url(env) == f"sqlite:///{tmp_path / 'registry.db'}"
     assert config.artifacts_url(env) == str(tmp_path / "artifacts")
-    assert config.monitor_dir(env) == tmp_path / "monitoring"
+    assert config.monitor_dir(env) == str(tmp_path / "monitoring")
     assert config.home({"BERTH_HOME": " "}) == Path("~/.berth").expanduser()  # empty means the default
     assert config.s3_endpoint_url({}) is None and config.sklearn_matrix({}) is True
 
@@ -29,7 +29,7 @@ def test_explicit_values_win(tmp_path: Path) -> None:
            "BERTH_S3_ENDPOINT_URL": "http://127.0.0.1:9000", "BERTH_SKLEARN_MATRIX": "off"}
     assert config.registry_url(env) == "postgresql://db/berth"
     assert config.artifacts_url(env) == "s3://bucket/models"
-    assert config.monitor_dir(env) == Path("~/logs").expanduser()
+    assert config.monitor_dir(env) == str(Path("~/logs").expanduser())
     assert config.s3_endpoint_url(env) == "http://127.0.0.1:9000"
     assert config.sklearn_matrix(env) is False
 
