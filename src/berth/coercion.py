@@ -80,19 +80,25 @@ def coerce(signature: Signature, data: Any, *, to: Target = "dataframe", dtype: 
     problems.raise_if_any()
     if isinstance(columns, np.ndarray):  # fast path: a validated numeric matrix
         if to == "ndarray":
-            matrix = checked_cast(columns, dtype or _common_dtype(signature), problems)
+            matrix = checked_cast(columns, dtype or _common_dtype(signature), problems, columns=signature.columns)
             problems.raise_if_any()
             return matrix
-        for i, spec in enumerate(signature.columns):  # each column must fit its own dtype
+        for i, spec in enumerate(signature.columns):  # each column must fit its own dtype (and the model's)
             if spec.dtype != columns.dtype.name and not (spec.is_integer and spec.nullable):
                 checked_cast(columns[:, i], spec.dtype, problems, field=spec.name)
+            if dtype is not None:
+                checked_cast(columns[:, i], dtype, problems, field=spec.name)
         problems.raise_if_any()
         return matrix_to_frame(signature, columns)
     checked = {spec.name: _check_column(spec, columns[spec.name], problems) for spec in signature.columns}
     problems.raise_if_any()
+    if dtype is not None and to != "ndarray":  # a DataFrame for a model that casts its input: it must fit too
+        for name, values in checked.items():
+            checked_cast(np.asarray(values), dtype, problems, field=name)
+        problems.raise_if_any()
     if to == "ndarray":
         matrix = checked_cast(np.column_stack([checked[n] for n in signature.names]),
-                              dtype or _common_dtype(signature), problems)
+                              dtype or _common_dtype(signature), problems, columns=signature.columns)
         problems.raise_if_any()
         return matrix
     return pd.DataFrame(checked, columns=signature.names)
@@ -352,7 +358,8 @@ def _coerce_tensor(signature: Signature, data: Any, problems: _Problems, dtype: 
     return array
 
 
-def checked_cast(array: np.ndarray, dtype: Any, problems: _Problems, field: str | None = None) -> np.ndarray:
+def checked_cast(array: np.ndarray, dtype: Any, problems: _Problems, field: str | None = None,
+                 columns: Sequence[ColumnSpec] | None = None) -> np.ndarray:
     """``array`` as ``dtype``, with each value that does not fit (overflows a float, leaves an integer range)
     reported instead of silently becoming infinity or a wrapped-around number."""
     target = np.dtype(dtype)
@@ -379,6 +386,8 @@ def checked_cast(array: np.ndarray, dtype: Any, problems: _Problems, field: str 
         return array.astype(target, copy=False)
     flat = np.flatnonzero(np.asarray(bad).reshape(-1))
     for index in flat[:10]:
-        row = int(index // (array.shape[1] if array.ndim == 2 and field is None else 1))
-        problems.add(f"value out of range for {target.name}", row=row, field=field)
+        width = array.shape[1] if array.ndim == 2 and field is None else 1
+        named = (columns[int(index % width)].name if columns is not None and width > 1 and len(columns) == width
+                 else field)
+        problems.add(f"value out of range for {target.name}", row=int(index // width), field=named)
     return cast

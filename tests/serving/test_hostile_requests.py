@@ -178,3 +178,21 @@ def test_closing_a_batcher_does_not_wait_for_a_stuck_predict() -> None:
     stuck = closing.is_alive()
     release.set()
     assert not stuck, "close() waited for the stuck predict call"
+
+
+@pytest.mark.parametrize("body", [
+    {"features": [1e39, 3.0, 1.4, 0.2]},                                          # rows -> matrix
+    {"instances": [{"sepal length (cm)": 5.1, "sepal width (cm)": 1e39, "petal length (cm)": 1.4,
+                  "petal width (cm)": 0.2}]},                                      # records
+])
+def test_a_forest_answers_422_naming_the_field_for_values_beyond_float32(iris_bundle: Path, tmp_path: Path,
+                                                                         body: dict[str, Any]) -> None:
+    """scikit-learn's trees cast their input to float32 and raise on a finite float64 beyond its range: that
+    is the client's value, so a 422 naming row and field, not the model's error as a 500."""
+    with make_client([iris_bundle], monitor_dir=str(tmp_path)) as client:
+        answer = client.post("/predict", json=body)
+        assert answer.status_code == 422, answer.text
+        (detail,) = answer.json()["error"]["details"]
+        assert detail["msg"] == "value out of range for float32" and detail["loc"][-1].endswith("(cm)"), detail
+        inside = client.post("/predict", json={"features": [6.3, 3.3, 6.0, 2.5]})
+        assert inside.status_code == 200

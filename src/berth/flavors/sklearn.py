@@ -42,6 +42,12 @@ PAYLOAD = {"skops": "model.skops", "joblib": "model.joblib", "pickle": "model.pk
 FORMAT_LIBRARY = {"skops": "skops", "joblib": "joblib", "pickle": None}
 
 
+# Estimators that cast their input to float32 before predicting (scikit-learn's trees and tree ensembles): a
+# finite float64 beyond float32's range makes them raise. Validating the input as float32 instead gives the same
+# predictions and turns such a value into a 422 that names the field, not the model's error as a 500.
+FLOAT32_MODULES = ("sklearn.tree.", "sklearn.ensemble._forest", "sklearn.ensemble._gb", "sklearn.ensemble._iforest")
+
+
 class SklearnPredictor(Predictor):
     def __init__(self, estimator: Any, signature: Signature | None = None) -> None:
         self.estimator = estimator
@@ -49,6 +55,8 @@ class SklearnPredictor(Predictor):
         twin = matrix_twin(estimator, signature)
         self.predicting = twin if twin is not None else estimator
         self.input_target = "dataframe" if hasattr(self.predicting, "feature_names_in_") else "ndarray"
+        if type(estimator).__module__.startswith(FLOAT32_MODULES):
+            self.input_dtype = "float32"
         classes = getattr(estimator, "classes_", None)
         self.classes = list(classes) if classes is not None else None
 
