@@ -12,6 +12,7 @@ unless a model of that name is served: they collapse to :data:`UNKNOWN`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from typing import Any
@@ -29,6 +30,16 @@ OVERFLOW = "__overflow__"
 
 def label_value(value: Any) -> str:
     """``value`` as a bounded label value: printable, at most MAX_LABEL_CHARS characters."""
+    text = value if isinstance(value, str) else str(value)
+    return _short_label(text) if len(text) <= 4 * MAX_LABEL_CHARS else _bounded_text(text)
+
+
+@functools.lru_cache(maxsize=4096)  # the same few routes, models and statuses on every request
+def _short_label(value: str) -> str:
+    return _bounded_text(value)
+
+
+def _bounded_text(value: str) -> str:
     text = "".join(c if c.isprintable() else "?" for c in str(value)[:4 * MAX_LABEL_CHARS])
     if len(text) <= MAX_LABEL_CHARS and len(str(value)) <= 4 * MAX_LABEL_CHARS:
         return text
