@@ -218,3 +218,31 @@ def test_a_failing_canary_is_logged_as_errors_of_its_version(bundles: list[Path]
     assert result["versions"][candidate]["errors"] == failed and result["versions"][candidate]["error_rate"] == 1.0
     assert result["versions"][baseline]["error_rate"] == 0.0
     assert build_report("iris", store=store)["rows"] == statuses[(baseline, 200)]  # failed requests are not rows
+
+
+def test_grpc_calls_take_the_canary_by_route_key_and_release_the_shadow(bundles: list[Path]) -> None:
+    """ModelInfer over gRPC chooses the version as the HTTP routes do (sticky by x-berth-route-key), and a
+    configured shadow's reservation is given back (gRPC calls are not copied to it)."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    from support.ports import free_port
+
+    baseline, candidate = version_of(bundles[0]), version_of(bundles[2])
+    port = free_port()
+    with make_client([bundles[0]], canary=f"{bundles[2]}=50", shadow=str(bundles[2]), grpc_port=port,
+                     log_predictions=False) as http:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+        slot = next(iter(http.app.state.plane.slots.values()))  # type: ignore[attr-defined]
+        tensor = grpcclient.InferInput("input-0", [1, len(ROW)], "FP64")
+        tensor.set_data_from_numpy(np.asarray([ROW], dtype=np.float64))
+        keys = [f"caller-{i}" for i in range(40)]
+        for key in keys * 2:
+            answer = client.infer(slot.name, [tensor], headers={"x-berth-route-key": key}).get_response()
+            assert answer.model_version == (candidate if to_candidate(50, key) else baseline), key
+        assert {to_candidate(50, key) for key in keys} == {True, False}  # both sides were asked
+        pinned = client.infer(slot.name, [tensor], model_version=baseline,
+                              headers={"x-berth-route-key": next(k for k in keys if to_candidate(50, k))})
+        assert pinned.get_response().model_version == baseline
+        client.close()
+        assert slot.shadow is not None and slot.shadow.runner.active == 0 and slot.runner.active == 0

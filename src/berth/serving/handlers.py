@@ -25,11 +25,10 @@ from berth.serving.protocols import binary, kserve_v1, mlflow, sagemaker, simple
 from berth.serving.recording import Recorder
 from berth.serving.responses import error_response, json_response
 from berth.serving.shadow import ShadowDispatcher, ShadowJob
-from berth.serving.slot import SlotView
+from berth.serving.slot import ROUTE_KEY_HEADER, SlotView
 
 Handler = Callable[[DataPlane, SlotView, Request], Awaitable[tuple[Any, int]]]
 METADATA_ROUTES = ("/v2/metadata", "/v2/ready")  # failures of these are not a version's prediction errors
-ROUTE_KEY_HEADER = "x-berth-route-key"  # a caller's key: the same key always gets the same side of a canary
 
 # ---------------------------------------------------------------------------------------------- prediction
 

@@ -139,6 +139,7 @@ class Arm:
 
 
 BUCKETS = 10_000  # canary shares have a resolution of 0.01 %
+ROUTE_KEY_HEADER = "x-berth-route-key"  # a caller's key (HTTP header, gRPC metadata): always the same side
 
 
 def route_bucket(key: str) -> int:

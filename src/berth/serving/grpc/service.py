@@ -29,6 +29,7 @@ from berth.serving.grpc import inference_pb2_grpc as pb_grpc
 from berth.serving.protocols import binary, v2
 from berth.serving.recording import REQUEST_ID_HEADER, new_request_id
 from berth.serving.settings import ServeSettings
+from berth.serving.slot import ROUTE_KEY_HEADER
 from berth.version import version
 
 log = logging.getLogger("berth.serve")
@@ -178,8 +179,16 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         failed: _Failed | None = None
         response = None
         try:
-            slot = self._slot(request.model_name, request.model_version).pin()
+            # as the HTTP routes do: a canary takes its share (sticky by x-berth-route-key), a version asked for
+            # is the baseline's or the canary's; gRPC calls are not copied to a shadow, so its reservation is
+            # given back at once (an unreleased one would keep a retired candidate from ever closing)
+            wanted = request.model_version or None
+            slot = self.plane.slot(request.model_name or None).pin(metadata(context).get(ROUTE_KEY_HEADER), wanted)
+            if slot.shadow is not None:
+                slot.shadow.active -= 1
             model, version = slot.name, slot.runner.version
+            if wanted is not None and wanted != version:
+                raise ModelNotFoundError(f"model {model!r} has no version {wanted!r}; serving {version}")
             runner = slot.runner
             body, raws = request_body(request)
             call = v2.decode(body, runner.signature, raws)
