@@ -6,7 +6,8 @@ Environments live in ``bench/.envs/NAME`` (git-ignored):
 
 - ``flask``: the tutorial's Flask app, run by Flask's own server and by gunicorn;
 - ``mlflow``: ``mlflow models serve --env-manager local``;
-- ``bentoml``: a BentoML service, with and without adaptive batching.
+- ``bentoml``: a BentoML service, with and without adaptive batching;
+- ``mlserver``: Seldon's MLServer with its scikit-learn runtime (``mlserver start``), adaptive batching on.
 
 Each gets the same scikit-learn, joblib and numpy as berth's own ``.venv`` (read from it, so that one model
 file loads everywhere and predicts with the same code); the servers themselves are pinned below to releases
@@ -36,6 +37,9 @@ PINS: dict[str, list[str]] = {
     "flask": ["flask==3.1.3", "gunicorn==27.0.1"],
     "mlflow": ["mlflow==3.17.2"],
     "bentoml": ["bentoml==1.4.39"],
+    # uvloop 0.22 and later raise in asyncio.get_event_loop() without a running loop, which MLServer 1.7.1's
+    # inference-pool workers call at start (they then die and the model never loads).
+    "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"],
 }
 # Taken from berth's .venv at setup time, so every server loads the same pickle with the same code.
 SHARED = ["scikit-learn", "joblib", "numpy"]

@@ -1,6 +1,6 @@
 """Save a joblib-dumped scikit-learn model as an MLflow model directory (run inside the MLflow env).
 
-    python mlflow_save.py MODEL.joblib OUT_DIR
+    python mlflow_save.py MODEL.joblib OUT_DIR [MODEL.joblib OUT_DIR ...]
 
 The signature is inferred from iris' feature frame, as ``mlflow.sklearn.save_model`` users do, so the server
 takes ``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` (or ``inputs`` / ``dataframe_records``).
@@ -8,6 +8,7 @@ takes ``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` (or ``inputs`
 
 import shutil
 import sys
+from typing import Any
 
 import joblib
 import mlflow.sklearn
@@ -17,10 +18,16 @@ from sklearn.datasets import load_iris
 
 
 def main() -> None:
-    source, out = sys.argv[1], sys.argv[2]
-    model = joblib.load(source)
+    pairs = sys.argv[1:]
+    if not pairs or len(pairs) % 2:
+        sys.exit("usage: mlflow_save.py MODEL.joblib OUT_DIR [MODEL.joblib OUT_DIR ...]")
     X, _ = load_iris(return_X_y=True, as_frame=True)
-    sample = X.head(20)
+    for source, out in zip(pairs[::2], pairs[1::2], strict=True):
+        save(source, out, X.head(20))
+
+
+def save(source: str, out: str, sample: Any) -> None:
+    model = joblib.load(source)
     # MLflow's default format is skops, which refuses tree models unless their types are trusted at save
     # time; the benchmark made the model itself, so it trusts what skops reports.
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
