@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.serving.run import Server, free_port, run_wrk, stop_all, wait_ready
+from bench.serving.loadgen import run_wrk
+from bench.serving.procs import Server, free_port, stop_all, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "monitoring.md"

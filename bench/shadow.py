@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.serving.run import run_wrk
+from bench.serving.loadgen import run_wrk
 from support.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
