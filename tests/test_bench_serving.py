@@ -48,6 +48,8 @@ def test_kib_field_reads_proc_lines() -> None:
 def test_short_command_keeps_the_base_name_and_bounds_the_length() -> None:
     assert memory.short_command(b"/x/.venv/bin/python\0-m\0berth\0serve\0") == "python -m berth serve"
     assert memory.short_command(b"") == "?"
+    assert memory.short_command(b"/r/.venv/bin/python\0/r/.venv/bin/berth\0serve\0/r/b\0", strip="/r/") == (
+        "python .venv/bin/berth serve b")
     long = memory.short_command(b"/bin/prog\0" + b"a" * 500, limit=40)
     assert len(long) == 40 and long.endswith("…")
 
@@ -226,7 +228,8 @@ def test_targets_check_cold_start_against_the_limit_and_gunicorn() -> None:
     w1 = "cold start, logreg, --workers 1: ready <= 1.5 s and no later than gunicorn (1)'s first answer"
     assert cells[w1] == ("0.90 s (gunicorn (1): 1.20 s) ✓", "3.00 s (gunicorn (1): 1.20 s) ✗")
     assert cells["cold start, logreg, --workers 2: ready <= 2.0 s"] == ("2.50 s ✗", "– (not measured)")
-    assert cells["cold start, logreg, --workers 1, without a twin: halved (<= 4.25 s, from 8.5 s)"][1] == "3.00 s ✓"
+    halved = cells["cold start, logreg, --workers 1, without a twin: halved (<= 4.25 s, from 8.5 s)"]
+    assert halved == ("(a target of berth (no twin) only)", "3.00 s ✓")
     assert cells["cold start, forest, --workers 2: ready <= 2.0 s"] == ("– (not measured)", "– (not measured)")
 
 
@@ -237,6 +240,18 @@ def test_zero_errors_counts_failed_runs_and_error_responses() -> None:
     assert cells["zero errors in every run"][1] == "0 errors, failed: logreg / berth (no twin) ✗"
     data["records"][3]["runs"][0]["non_2xx"] = 4
     assert _cells(data)["zero errors in every run"][0] == "4 errors ✗"
+
+
+def test_a_variant_that_was_not_served_says_why() -> None:
+    data = _data()
+    data["records"] = [r for r in data["records"] if r["variant"] != targets.TWIN]
+    data["cold"] = [r for r in data["cold"] if r["variant"] != targets.TWIN]
+    data["records"].append({"model": "logreg", "server": "berth (twin)", "variant": targets.TWIN, "runs": [],
+                            "skipped": "not available: no compile parameter"})
+    cells = _cells(data)
+    assert cells["ahead of MLServer on every model at every concurrency"][0] == (
+        "– (not available: no compile parameter)")
+    assert cells["zero errors in every run"][0] == "– (not available: no compile parameter)"
 
 
 def test_forest_ratio_targets_are_issue_10s() -> None:

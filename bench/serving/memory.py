@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.serving import procs
+from bench.serving.common import ROOT
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,13 @@ def kib_field(text: str, name: str) -> int | None:
     return None
 
 
-def short_command(cmdline: bytes, limit: int = 80) -> str:
-    """A /proc/PID/cmdline (NUL-separated) as one line: the program's base name and its arguments."""
+def short_command(cmdline: bytes, limit: int = 80, strip: str = "") -> str:
+    """A /proc/PID/cmdline (NUL-separated) as one line: the program's base name and its arguments, with the
+    prefix ``strip`` (the repository's path) taken off each argument."""
     args = [a.decode(errors="replace") for a in cmdline.split(b"\0") if a]
     if not args:
         return "?"
+    args = [a.removeprefix(strip) if strip else a for a in args]
     args[0] = args[0].rsplit("/", 1)[-1]
     text = " ".join(args)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -59,7 +62,7 @@ def read_process(pid: int, ppid: int) -> ProcessMemory | None:
     pss = None
     with contextlib.suppress(OSError):
         pss = kib_field((base / "smaps_rollup").read_text(), "Pss")
-    return ProcessMemory(pid, ppid, short_command(cmdline), rss, pss)
+    return ProcessMemory(pid, ppid, short_command(cmdline, strip=f"{ROOT}/"), rss, pss)
 
 
 def sample(root: int) -> list[ProcessMemory]:

@@ -94,6 +94,8 @@ def _header(data: dict[str, Any]) -> list[str]:
         f"Written by `{a['command']}` on {data['finished']} ({'quick smoke run' if a['quick'] else 'full run'}, "
         f"{data['elapsed_min']:.1f} min). Raw numbers: `{a['json_name']}`.",
         "",
+        *(["**A quick smoke run: it checks the harness end to end; its numbers are not to be quoted.**", ""]
+          if a["quick"] else []),
         f"- Machine: {m['cores']} cores ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}.",
     ]
     if "load" in a.get("parts", ["load"]):

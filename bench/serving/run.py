@@ -166,6 +166,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-quiet-wait", action="store_true", help="the same as --quiet-wait 0")
     parser.add_argument("--output", type=Path, help="results markdown (default bench/results/serving.md, "
                                                     "or bench/.work/serving/serving-quick.md with --quick)")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="run nothing: write the markdown of an earlier run's JSON to --output (default: the "
+                             "JSON's name with .md)")
     args = parser.parse_args(argv)
     args.parts = _names(args.parts, PARTS, "part(s)", parser)
     args.duration = args.duration or (2 if args.quick else 10)
@@ -183,12 +186,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                               "cold model(s)", parser)
     args.servers = {s.strip() for s in args.servers.split(",") if s.strip()} if args.servers else None
     args.berth_args = args.berth_args if args.berth_args is not None else ["", "--workers 1"]
+    if args.render is not None:
+        args.output = args.output or args.render.with_suffix(".md")
     args.output = args.output or (WORK / "serving-quick.md" if args.quick else RESULTS / "serving.md")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render is not None:
+        data = json.loads(args.render.read_text())
+        data["settings"]["json_name"] = args.render.name
+        args.output.write_text(render(data))
+        log(f"wrote {args.output} from {args.render}")
+        return 0
     started = time.monotonic()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
