@@ -110,6 +110,51 @@ def test_twin_summary_quotes_what_the_manifest_says() -> None:
     assert cut is not None and len(cut) == 50 and cut.endswith("…")
 
 
+def test_both_bundles_are_saved_when_berth_save_takes_compile(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    import berth
+
+    calls: list[dict[str, Any]] = []
+
+    def save(model: Any, path: Any, *, sample: Any = None, reference: Any = None, name: str | None = None,
+             overwrite: bool = False, compile: bool = True) -> None:
+        calls.append({"path": path, "compile": compile})
+        path.mkdir(parents=True, exist_ok=True)
+        twin = {"compiled": {"runtime": "onnxruntime", "rows": 3000}} if compile else {}
+        (path / "berth.json").write_text(json.dumps({"name": name, **twin}))
+
+    monkeypatch.setattr(berth, "save", save)
+    model = models.Model("logreg", "LogisticRegression", tmp_path / "model.joblib", tmp_path / "mlflow",
+                         tmp_path / "mlserver", ["a"])
+    models._save_bundles(model, object(), pd.DataFrame({"a": [1.0, 2.0]}))
+    assert sorted((c["path"].name, c["compile"]) for c in calls) == [("bundle", False), ("bundle-twin", True)]
+    assert model.bundles == {models.PLAIN: tmp_path / "bundle", models.TWIN: tmp_path / "bundle-twin"}
+    assert model.bundle_errors == {}
+    assert model.twin == 'compiled: {"rows": 3000, "runtime": "onnxruntime"}'
+
+
+def test_without_compile_the_twin_is_not_available(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    import berth
+
+    calls: list[dict[str, Any]] = []
+
+    def save(model: Any, path: Any, *, sample: Any = None, reference: Any = None, name: str | None = None,
+             overwrite: bool = False, **options: Any) -> None:
+        calls.append(options)
+        path.mkdir(parents=True, exist_ok=True)
+
+    monkeypatch.setattr(berth, "save", save)
+    model = models.Model("logreg", "LogisticRegression", tmp_path / "model.joblib", tmp_path / "mlflow",
+                         tmp_path / "mlserver", ["a"])
+    models._save_bundles(model, object(), pd.DataFrame({"a": [1.0, 2.0]}))
+    assert calls == [{}]  # one plain save, no compile option passed to the flavor
+    assert list(model.bundles) == [models.PLAIN]
+    assert model.bundle_errors[models.TWIN].startswith("not available")
+
+
 def test_mlserver_settings_use_the_sklearn_runtime_with_adaptive_batching(tmp_path: Any) -> None:
     model = models.Model("logreg", "LogisticRegression", tmp_path / "model.joblib", tmp_path / "mlflow",
                          tmp_path / "mlserver", ["a"])

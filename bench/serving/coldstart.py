@@ -63,9 +63,9 @@ def measure(spec: Spec, model: Model, starts: int, quiet_wait: float = 0.0) -> d
         return record
     ready: list[float] = []
     first: list[float] = []
+    if quiet_wait > 0:  # once per server and model: before each start, a busy machine would multiply the wait
+        record["other_cpu_cores_before"] = wait_quiet(quiet_wait)
     for index in range(starts):
-        if quiet_wait > 0:
-            wait_quiet(quiet_wait)
         port = free_port()
         env = server_env(spec.env, model)
         if spec.extra_env is not None:
