@@ -53,8 +53,13 @@ def classification_metrics(labels: pd.Series, predictions: pd.Series, probabilit
     """Accuracy, precision, recall, F1 (binary for two classes, else macro; zero when undefined) and ROC AUC
     (one-vs-rest macro for more classes), as scikit-learn defines them, computed with NumPy: importing
     ``sklearn.metrics`` (and scipy.stats with it) took longer than a report over a million rows."""
-    truth = normalize_labels(labels)
-    guess = normalize_labels(predictions)
+    return classification_scores(normalize_labels(labels), normalize_labels(predictions),
+                                 probability_matrix(probabilities), classes)
+
+
+def classification_scores(truth: np.ndarray, guess: np.ndarray, matrix: np.ndarray | None,
+                          classes: list[Any] | None) -> dict[str, Any]:
+    """:func:`classification_metrics` of labels and predictions already normalised (:func:`normalize_labels`)."""
     seen = np.union1d(np.unique(truth), np.unique(guess))
     average = "binary" if len(seen) <= 2 and classes and len(classes) == 2 else "macro"
     positive = None
@@ -70,7 +75,6 @@ def classification_metrics(labels: pd.Series, predictions: pd.Series, probabilit
     result: dict[str, Any] = {"count": len(truth), "accuracy": float(np.mean(truth == guess)) if len(truth) else 0.0,
                               "precision": float(precision), "recall": float(recall), "f1": float(f1),
                               "average": average, "roc_auc": None}
-    matrix = probability_matrix(probabilities)
     if matrix is not None and classes and len(matrix) == len(truth):
         names = [normalize_label(c) for c in classes]
         present = set(np.unique(truth).tolist())
@@ -149,22 +153,36 @@ def bucket_size(start: pd.Timestamp, end: pd.Timestamp) -> str:
 
 
 def performance(joined: pd.DataFrame, classification: bool, classes: list[Any] | None = None,
-                freq: str | None = None) -> dict[str, Any]:
+                freq: str | None = None, probabilities: np.ndarray | None = None) -> dict[str, Any]:
     """Metrics over ``joined`` (columns ``time``, ``prediction``, ``label``, maybe ``probabilities``), overall
-    and per time bucket."""
-    joined = joined[joined["label"].notna()]
+    and per time bucket. ``probabilities``: a rows x classes matrix aligned with ``joined``'s rows, in place of
+    the column (from :mod:`berth.monitoring.labels`). Labels and predictions are normalised once, not per
+    bucket."""
+    joined = joined.reset_index(drop=True)
+    keep = joined["label"].notna().to_numpy()
+    if probabilities is None and "probabilities" in joined:
+        probabilities = probability_matrix(joined["probabilities"])
+    joined = joined[keep].reset_index(drop=True)
+    if probabilities is not None:
+        probabilities = probabilities[keep] if len(probabilities) == len(keep) else None
     if joined.empty:
         return {"labelled": 0, "overall": None, "buckets": [], "task": "classification" if classification
                 else "regression"}
+    if classification:
+        truth, guess = normalize_labels(joined["label"]), normalize_labels(joined["prediction"])
 
-    def compute(part: pd.DataFrame) -> dict[str, Any]:
+    def compute(positions: np.ndarray | None) -> dict[str, Any]:
         if classification:
-            probabilities = part.get("probabilities")
-            return classification_metrics(part["label"], part["prediction"], probabilities, classes)
+            if positions is None:
+                return classification_scores(truth, guess, probabilities, classes)
+            return classification_scores(truth[positions], guess[positions],
+                                         probabilities[positions] if probabilities is not None else None, classes)
+        part = joined if positions is None else joined.iloc[positions]
         return regression_metrics(part["label"], part["prediction"])
 
     freq = freq or bucket_size(joined["time"].min(), joined["time"].max())
-    buckets = [{"start": start.isoformat(), **compute(part)}
-               for start, part in joined.groupby(joined["time"].dt.floor(freq)) if len(part)]
+    groups = joined.groupby(joined["time"].dt.floor(freq)).indices
+    buckets = [{"start": start.isoformat(), **compute(positions)} for start, positions in sorted(groups.items())
+               if len(positions)]
     return {"labelled": len(joined), "task": "classification" if classification else "regression",
-            "overall": compute(joined), "bucket": freq, "buckets": buckets}
+            "overall": compute(None), "bucket": freq, "buckets": buckets}

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -347,9 +348,10 @@ class Store:
         table = self.read(model, kind=FEEDBACK)
         if table.num_rows == 0:
             return table
-        frame = table.to_pandas()
-        frame = frame.sort_values("time", kind="stable").drop_duplicates(["request_id", "row"], keep="last")
-        return pa.Table.from_pandas(frame, preserve_index=False)
+        keys = [k for k in ("request_id", "row") if k in table.column_names]
+        numbered = table.select(keys).append_column("position", pa.array(np.arange(table.num_rows)))
+        latest = numbered.group_by(keys, use_threads=False).aggregate([("position", "max")])["position_max"]
+        return table.take(np.sort(latest.to_numpy()))  # read() sorted by time (stably): the latest, in order
 
     # ------------------------------------------------------------------ retention
 
