@@ -68,6 +68,7 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
     columns = ["time", "version", "latency_ms", "prediction", *names, "coerced"]
     streamed = store.retrying(lambda: streamed_report(
         store, model, since, until, version, info, config, bucket, progress, stream_rows, columns))
+    release_memory()
     if streamed is not None:
         streamed["performance"] = labelled_performance(store, model, since, until, version, classification,
                                                        outputs.get("classes"))
@@ -103,6 +104,13 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
     report["comparison"] = comparison(store, model, since, until, config) if version is None else None
     report["summary"] = summarize(report)
     return report
+
+
+def release_memory() -> None:
+    """Give the memory pyarrow's allocator keeps for reuse back to the system between the report's passes
+    (the stream, the labels, the join): kept, each pass's peak stacked on the last one's (1.2 GB instead of
+    under 1 GB at 10,000,000 rows)."""
+    pa.default_memory_pool().release_unused()
 
 
 def comparison(store: Store, model: str, since: dt.datetime | None, until: dt.datetime | None,
@@ -196,9 +204,11 @@ def labelled_performance(store: Store, model: str, since: dt.datetime | None, un
     labels = store.feedback(model)
     if labels.num_rows == 0:
         return {"labelled": 0, "overall": None, "buckets": [], "unmatched": 0, "unmatched_examples": []}
+    release_memory()
     matched = match_labels(store, model, labels.select(["request_id", "row", "label"]), since, until, version,
                            len(classes) if classification and classes else 0)
     del labels
+    release_memory()
     joined = matched.rows.select([c for c in ("time", "prediction", "label") if c in matched.rows.column_names])
     result = performance(joined.to_pandas(), classification, classes, probabilities=matched.probabilities)
     result.update(unmatched=matched.unmatched, unmatched_examples=matched.unmatched_examples)
