@@ -81,13 +81,10 @@ def test_latest_label_wins_and_later_files_win_ties(store: Store) -> None:
 
 
 def test_probabilities_of_different_lengths_or_missing_give_no_matrix() -> None:
-    def joined(lengths: list[int | None]) -> pa.Table:
-        columns = {"probabilities.length": pa.array(lengths, pa.int32())}
-        columns.update({f"probabilities.{i}": pa.array([0.5] * len(lengths)) for i in range(3)})
-        return pa.table(columns)
+    def joined(rows: list[list[float] | None]) -> pa.Table:
+        return pa.table({"probabilities": pa.array(rows, pa.list_(pa.float64()))})
 
-    assert probability_matrix(joined([3, 3])).shape == (2, 3)
-    assert probability_matrix(joined([2, 2])).shape == (2, 2)
-    assert probability_matrix(joined([3, 2])) is None
-    assert probability_matrix(joined([3, None])) is None
-    assert probability_matrix(joined([4, 4])) is None  # more than the classes carried
+    assert probability_matrix(joined([[0.1, 0.9], [0.8, 0.2]])).tolist() == [[0.1, 0.9], [0.8, 0.2]]
+    assert probability_matrix(joined([[0.1, 0.9], [0.2, 0.3, 0.5]])) is None
+    assert probability_matrix(joined([[0.1, 0.9], None])) is None
+    assert probability_matrix(joined([[], []])) is None
