@@ -49,6 +49,56 @@ print(json.dumps({"seconds": seconds, "rss_mb": peak / 1024,
 '''
 
 
+LABELLED = r'''
+import json, sys, time, datetime as dt
+from berth.monitoring.report import labelled_performance, version_info
+from berth.monitoring.store import Store
+store = Store(sys.argv[1])
+info = version_info(store, "iris", None)
+started = time.perf_counter()
+result = labelled_performance(store, "iris", dt.datetime.now(dt.UTC) - dt.timedelta(hours=25), None, None, True,
+                              info["signature"]["outputs"]["classes"])
+seconds = time.perf_counter() - started
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"seconds": seconds, "rss_mb": peak / 1024, "labelled": result["labelled"],
+                  "accuracy": result["overall"]["accuracy"], "buckets": len(result["buckets"])}))
+'''
+
+# The labelled part's join as pyarrow's Acero engine does it (berth's previous engine, kept here to measure
+# the choice): the labels as the hash join's build side, the log streamed through it. Acero carries no list
+# column, so the class probabilities are sliced into one column per class for every logged row.
+ACERO = r'''
+import json, sys, time, datetime as dt
+import pyarrow as pa, pyarrow.acero as acero, pyarrow.compute as pc
+from berth.monitoring.store import Store
+store = Store(sys.argv[1])
+labels = store.feedback("iris").select(["request_id", "row", "label"])
+started = time.perf_counter()
+dataset, condition = store.window("iris", None, None, served_only=True)
+schema = dataset.schema
+build = labels.cast(pa.schema([schema.field("request_id"), schema.field("row"), pa.field("label", pa.string())]))
+fixed = pc.list_slice(pc.field("probabilities"), 0, 3, return_fixed_size_list=True)
+outputs = {"time": pc.field("time"), "request_id": pc.field("request_id"), "row": pc.field("row"),
+           "prediction": pc.field("prediction"), **{f"p{i}": pc.list_element(fixed, i) for i in range(3)}}
+scan = acero.Declaration("scan", acero.ScanNodeOptions(dataset, columns=["time", "request_id", "row", "prediction",
+                                                                        "probabilities"], fragment_readahead=2,
+                                                       batch_readahead=2))
+log = acero.Declaration.from_sequence([scan, acero.Declaration("project", acero.ProjectNodeOptions(
+    list(outputs.values()), list(outputs)))])
+join = acero.Declaration("hashjoin", acero.HashJoinNodeOptions(
+    "inner", left_keys=["request_id", "row"], right_keys=["request_id", "row"],
+    left_output=["time", "prediction", "p0", "p1", "p2"], right_output=["label"]),
+    inputs=[log, acero.Declaration("table_source", acero.TableSourceNodeOptions(build))])
+joined = join.to_table(use_threads=True).sort_by("time")
+hits = pc.equal(pc.cast(pc.cast(joined["prediction"], pa.int64()), pa.string()), joined["label"])
+hours = pc.floor_temporal(joined["time"], unit="hour")
+seconds = time.perf_counter() - started
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"seconds": seconds, "rss_mb": peak / 1024, "labelled": joined.num_rows,
+                  "accuracy": pc.mean(pc.cast(hits, pa.int8())).as_py(), "buckets": len(pc.unique(hours))}))
+'''
+
+
 def log(message: str) -> None:
     print(f"[monitoring-scale] {message}", file=sys.stderr, flush=True)
 
@@ -130,12 +180,16 @@ def fill(bundle: Path, root: Path, rows: int, labelled: int, file_rows: int) -> 
             "labelled": len(ids)}
 
 
-def measure(root: str, stream_rows: int, env: dict[str, str] | None = None) -> dict[str, Any]:
-    result = subprocess.run([sys.executable, "-c", MEASURE, root, str(stream_rows)], capture_output=True,
+def measure(root: str, stream_rows: int, env: dict[str, str] | None = None, script: str = MEASURE,
+            python: str = sys.executable) -> dict[str, Any]:
+    load = os.getloadavg()[0]
+    result = subprocess.run([python, "-c", script, root, str(stream_rows)], capture_output=True,
                             text=True, timeout=3600, env={**os.environ, **(env or {})}, cwd=ROOT)
     if result.returncode != 0:
         return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    answer["load"] = (load + os.getloadavg()[0]) / 2  # the 1-minute load average before and after
+    return answer
 
 
 def s3_measurement(local: Path) -> dict[str, Any]:
@@ -167,12 +221,20 @@ def render(args: argparse.Namespace, filled: dict[str, float], runs: dict[str, d
     def row(name: str, what: str) -> str:
         r = runs.get(name)
         if r is None:
-            return f"| {what} | not run | | | |"
+            return f"| {what} | not run | | | | |"
         if "error" in r:
-            return f"| {what} | failed: {r['error']} | | | |"
+            return f"| {what} | failed: {r['error']} | | | | |"
         return (f"| {what} | {r['rows']:,} ({r['labelled']:,} labelled) | {r['seconds']:.1f} s | "
-                f"{r['rss_mb']:,.0f} MB | {', '.join(r['drifted']) or 'none'}; first at "
+                f"{r['rss_mb']:,.0f} MB | {r['load']:.1f} | {', '.join(r['drifted']) or 'none'}; first at "
                 f"{(r.get('first_drift') or '-')[:16]}; accuracy {r['accuracy']:.3f} |")
+
+    def part(name: str, what: str) -> str:
+        r = runs.get(name)
+        if r is None or "error" in r:
+            return f"| {what} | {'not run' if r is None else 'failed: ' + r['error']} | | | | |"
+        return (f"| {what} | {r['labelled']:,} labelled of {args.rows:,} | {r['seconds']:.1f} s | "
+                f"{r['rss_mb']:,.0f} MB | {r['load']:.1f} | accuracy {r['accuracy']:.3f} over {r['buckets']} "
+                "hours |")
 
     lines = [
         "# Monitoring at scale",
@@ -188,12 +250,23 @@ def render(args: argparse.Namespace, filled: dict[str, float], runs: dict[str, d
         "process: wall time and that process's peak RSS. Targets: 10,000,000 rows (1,000,000 labelled) in <= 10 s "
         "and <= 1 GB from local disk.",
         "",
-        "| engine / store | rows | time | peak RSS | found |",
-        "| --- | --- | ---: | ---: | --- |",
-        row("stream-local", "streaming counts (pyarrow batches + NumPy bincount), local disk"),
-        row("stream-s3", "streaming counts, loopback S3 (moto)"),
+        "| engine / store | rows | time | peak RSS | load | found |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+        row("stream-local", "the report: streaming counts (pyarrow row groups + NumPy), labels joined by DuckDB, "
+                            "local disk"),
+        row("stream-s3", "the same, loopback S3 (moto)"),
         row("pandas-small", f"rows held in pandas (the former path), {args.compare_rows:,}-row window"),
         row("stream-small", f"streaming counts, the same {args.compare_rows:,}-row window"),
+        "",
+        "The labelled part alone (latest label per request id and row, joined to every logged answer, then the "
+        "metrics overall and per hour), berth's engine beside the former one in the same run (berth's timed with "
+        "reading the labels, the Acero join after it):",
+        "",
+        "| engine | rows | time | peak RSS | load | found |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+        part("labels-berth", "berth: DuckDB join (Parquet read by DuckDB), metrics in NumPy"),
+        part("labels-acero", "the former engine: pyarrow Acero hash join built on the labels (join and accuracy "
+                             "only)"),
         "",
     ]
     if "stream-s3" in runs and "upload_seconds" in runs["stream-s3"]:
@@ -202,20 +275,35 @@ def render(args: argparse.Namespace, filled: dict[str, float], runs: dict[str, d
                      "faster per byte).")
         lines.append("")
     lines += [
-        "**Engine choice.** Holding the window's rows in pandas costs memory in proportion to the rows (the "
-        f"{args.compare_rows:,}-row comparison above); the streaming pass keeps counts per feature, category and "
-        "time bucket, so its memory is flat in the rows and its time is one columnar read plus a "
-        "`searchsorted`/`bincount` per feature and batch. Windows up to 250,000 rows keep the in-memory path "
-        "(exact KS at every value); above, the streaming path (tests/monitoring/test_scan.py checks both give the "
-        "same verdicts). DuckDB over the Parquet dataset was the other candidate; it is not a dependency of "
-        "berth and was not measured here.",
+        "**Engine choice, by measurement.** Drift, quality and traffic: pyarrow + NumPy. The report streams the "
+        "window once, Parquet row group by row group with two read ahead (memory bounded by the pieces in "
+        "flight; pyarrow's own dataset scanner buffered most of the log when the counts fell behind: 850 MB), "
+        "and keeps counts per feature, value cell and time bucket; a lookup table places each value among the "
+        "reference's evaluation points in a few vectorised passes (exactly what a binary search gives, ~5x "
+        "faster on bell-shaped data). Labels: DuckDB, which joins the latest labels to every logged answer with "
+        "its own Parquet reader and hash join (an fsspec store is registered as its filesystem). "
+        f"{engine_verdict(runs)} Before both, an `isin` filter per file rebuilt a hash set of every labelled id "
+        "for each file (11.9 s of the former 66 s). The champion/challenger detection is one Acero aggregation "
+        "instead of a 10,000,000-row pandas frame, and the allocator's free memory is returned between the passes "
+        "so their peaks do not stack. Windows up to 250,000 rows keep the in-memory path (exact KS at every "
+        "value); above, the streaming path (tests/monitoring/test_scan.py checks both give the same verdicts, "
+        "tests/monitoring/test_labels.py that the join gives what a pandas merge gives).",
         "",
-        f"**Targets.** {verdict(runs.get('stream-local'))} Load average during the run: "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other agents' work), so every figure here is "
-        "several times what a quiet machine gives; compare rows within one run, not across runs.",
+        f"**Targets.** {verdict(runs.get('stream-local'))} The machine is shared with other sessions (the load "
+        f"column: 1-minute load average on {os.cpu_count()} cores around each figure), so compare rows within one "
+        "run, not across runs.",
         "",
     ]
     return "\n".join(lines)
+
+
+def engine_verdict(runs: dict[str, dict[str, Any]]) -> str:
+    berth, acero = runs.get("labels-berth"), runs.get("labels-acero")
+    if not berth or not acero or "error" in berth or "error" in acero:
+        return "The former engine was not measured in this run."
+    return (f"In this run the Acero join alone took {acero['seconds'] / berth['seconds']:.1f}x the time of berth's "
+            f"whole labelled part and {acero['rss_mb'] / berth['rss_mb']:.1f}x its peak memory (Acero carries no "
+            "list column through a join: the class probabilities had to be sliced for all 10,000,000 rows).")
 
 
 def verdict(run: dict[str, Any] | None) -> str:
@@ -246,6 +334,9 @@ def main() -> None:
     runs: dict[str, dict[str, Any]] = {}
     runs["stream-local"] = measure(str(local), 250_000)
     log(f"streaming, local: {runs['stream-local']}")
+    runs["labels-berth"] = measure(str(local), 0, script=LABELLED)
+    runs["labels-acero"] = measure(str(local), 0, script=ACERO)
+    log(f"labelled part, berth / acero: {runs['labels-berth']} / {runs['labels-acero']}")
     small = WORK / "small"
     fill(bundle, small, args.compare_rows, args.compare_rows // 10, args.file_rows)
     runs["pandas-small"] = measure(str(small), 10 ** 12)

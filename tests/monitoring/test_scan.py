@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import numpy as np
 import pytest
 
 from berth.model import LoadedModel
@@ -67,3 +68,25 @@ def test_progress_shows_on_a_terminal_only(monkeypatch, capsys) -> None:
     show(500_000, 1_000_000)
     show(1_000_000, 1_000_000)
     assert "reading the log: 1,000,000 of 1,000,000 rows (100%)" in capsys.readouterr().err
+
+
+def test_files_stream_row_group_by_row_group_in_order(tmp_path) -> None:
+    """A compacted day's file holds several row groups: each is read on its own (memory bounded by a row group,
+    not a file), none is skipped or repeated, the window's condition applies, and the order is the files'."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    from berth.monitoring.scan import fragments
+
+    big = pa.table({"time": pa.array(np.arange(0, 10_000), pa.int64()), "x": pa.array(np.arange(10_000) * 0.5)})
+    small = pa.table({"time": pa.array(np.arange(10_000, 10_300), pa.int64()), "x": pa.array(np.zeros(300))})
+    pq.write_table(big, tmp_path / "a.parquet", row_group_size=1_000)
+    pq.write_table(small, tmp_path / "b.parquet")
+    dataset = ds.dataset([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], format="parquet")
+    condition = (ds.field("time") >= 2_500) & (ds.field("time") < 10_100)
+    pieces = list(fragments(dataset, ["time", "x"], condition))
+    assert max(p.num_rows for p in pieces) <= 1_000 and len(pieces) == 9  # row groups 2-9 of a, then b
+    streamed = pa.concat_tables(pieces)
+    assert streamed.equals(dataset.to_table(columns=["time", "x"], filter=condition))
+    assert pa.concat_tables(fragments(dataset, ["x"], None)).num_rows == 10_300

@@ -321,23 +321,48 @@ def detect_pair(store: Store, model: str, since: dt.datetime | None,
                 until: dt.datetime | None) -> tuple[str, str] | None:
     """(baseline, candidate) when the window holds a candidate's rows beside the baseline's: the most frequent
     shadowed version against the most frequent answering version, else the two most frequent answering versions
-    when both answered at once (a canary). None otherwise."""
-    table = store.read(model, since, until, columns=["time", "version", "shadow"])
-    if table.num_rows == 0 or "version" not in table.column_names:
+    when both answered at once (a canary). None otherwise. Counted in one streaming aggregation (rows by version
+    and shadow flag, with their first and last time): a 10,000,000-row window never reaches pandas."""
+    groups = store.retrying(lambda: version_counts(store, model, since, until))
+    if not groups:
         return None
-    frame = table.to_pandas()
-    shadow = frame["shadow"].fillna(False).astype(bool) if "shadow" in frame else pd.Series(False, frame.index)
-    served = frame.loc[~shadow, "version"].value_counts()
-    shadowed = frame.loc[shadow, "version"].value_counts()
-    if len(shadowed) and len(served):
-        candidate = str(shadowed.index[0])
-        others = [str(v) for v in served.index if str(v) != candidate]
+    served = sorted(((n, v, lo, hi) for v, shadow, n, lo, hi in groups if not shadow), key=lambda g: -g[0])
+    shadowed = sorted(((n, v) for v, shadow, n, _, _ in groups if shadow), key=lambda g: -g[0])
+    if shadowed and served:
+        candidate = str(shadowed[0][1])
+        others = [str(v) for _, v, _, _ in served if str(v) != candidate]
         return (others[0], candidate) if others else None
     if len(served) >= 2:
-        first, second = (frame.loc[~shadow & (frame["version"] == v), "time"] for v in served.index[:2])
-        overlap = first.min() < second.max() and second.min() < first.max()
-        return (str(served.index[0]), str(served.index[1])) if overlap else None
+        (_, first, first_lo, first_hi), (_, second, second_lo, second_hi) = served[:2]
+        overlap = first_lo < second_hi and second_lo < first_hi
+        return (str(first), str(second)) if overlap else None
     return None
+
+
+def version_counts(store: Store, model: str, since: dt.datetime | None,
+                   until: dt.datetime | None) -> list[tuple[Any, bool, int, Any, Any]]:
+    """(version, shadowed, rows, first time, last time) of the window's rows, in order of first appearance."""
+    import pyarrow.acero as acero
+    import pyarrow.compute as pc
+
+    dataset, condition = store.window(model, since, until)
+    if dataset is None or "version" not in dataset.schema.names:
+        return []
+    shadow = pc.coalesce(pc.field("shadow"), pc.scalar(False)) if "shadow" in dataset.schema.names \
+        else pc.scalar(False)
+    read = [c for c in ("time", "version", "shadow") if c in dataset.schema.names]
+    steps = [acero.Declaration("scan", acero.ScanNodeOptions(dataset, columns=read, filter=condition))]
+    if condition is not None:
+        steps.append(acero.Declaration("filter", acero.FilterNodeOptions(condition)))
+    steps += [acero.Declaration("project", acero.ProjectNodeOptions(
+                  [pc.field("version"), shadow, pc.field("time")], ["version", "shadow", "time"])),
+              acero.Declaration("aggregate", acero.AggregateNodeOptions(
+                  [([], "hash_count_all", None, "rows"), ("time", "hash_min", None, "first"),
+                   ("time", "hash_max", None, "last")], keys=["version", "shadow"]))]
+    table = acero.Declaration.from_sequence(steps).to_table(use_threads=True).sort_by(
+        [("first", "ascending"), ("version", "ascending")])
+    return [(r["version"], bool(r["shadow"]), int(r["rows"]), r["first"], r["last"]) for r in table.to_pylist()
+            if r["version"] is not None]
 
 
 def render_section(result: dict[str, Any]) -> str:

@@ -53,47 +53,65 @@ def classification_metrics(labels: pd.Series, predictions: pd.Series, probabilit
     """Accuracy, precision, recall, F1 (binary for two classes, else macro; zero when undefined) and ROC AUC
     (one-vs-rest macro for more classes), as scikit-learn defines them, computed with NumPy: importing
     ``sklearn.metrics`` (and scipy.stats with it) took longer than a report over a million rows."""
-    truth = normalize_labels(labels)
-    guess = normalize_labels(predictions)
-    seen = np.union1d(np.unique(truth), np.unique(guess))
+    return classification_scores(*encode(normalize_labels(labels), normalize_labels(predictions)),
+                                 probability_matrix(probabilities), classes)
+
+
+def encode(truth: np.ndarray, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised labels and predictions as codes into their sorted distinct values: (codes, codes, values).
+    Metrics then count integers (``bincount``) instead of comparing strings once per class and bucket."""
+    codes, vocabulary = pd.factorize(np.concatenate([truth, guess]), sort=True)
+    return codes[: len(truth)], codes[len(truth):], np.asarray(vocabulary, dtype=str)
+
+
+def classification_scores(truth: np.ndarray, guess: np.ndarray, vocabulary: np.ndarray, matrix: np.ndarray | None,
+                          classes: list[Any] | None) -> dict[str, Any]:
+    """:func:`classification_metrics` of labels and predictions already encoded (:func:`encode`)."""
+    size = len(vocabulary)
+    actual, predicted = np.bincount(truth, minlength=size), np.bincount(guess, minlength=size)
+    correct = truth == guess
+    hits = np.bincount(truth[correct], minlength=size).astype("float64")
+    seen = np.flatnonzero(actual + predicted)
+    names_seen = vocabulary[seen].tolist()
+    code = {name: i for i, name in enumerate(vocabulary.tolist())}
     average = "binary" if len(seen) <= 2 and classes and len(classes) == 2 else "macro"
     positive = None
     if average == "binary":
-        positive = normalize_label(classes[-1]) if classes else str(np.unique(truth)[-1])
-        if positive not in set(seen.tolist()):
+        positive = normalize_label(classes[-1]) if classes else str(vocabulary[truth.max()])
+        if positive not in set(names_seen):
             average = "macro"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precisions = np.where(predicted > 0, hits / predicted, 0.0)
+        recalls = np.where(actual > 0, hits / actual, 0.0)
+        f1s = np.where(precisions + recalls > 0, 2 * precisions * recalls / (precisions + recalls), 0.0)
     if average == "binary":
-        precision, recall, f1 = _precision_recall_f1(truth, guess, str(positive))
+        chosen = code[str(positive)]
+        precision, recall, f1 = precisions[chosen], recalls[chosen], f1s[chosen]
+    elif len(seen):
+        precision, recall, f1 = precisions[seen].mean(), recalls[seen].mean(), f1s[seen].mean()
     else:
-        scores = np.array([_precision_recall_f1(truth, guess, label) for label in seen.tolist()])
-        precision, recall, f1 = scores.mean(axis=0) if len(scores) else (0.0, 0.0, 0.0)
-    result: dict[str, Any] = {"count": len(truth), "accuracy": float(np.mean(truth == guess)) if len(truth) else 0.0,
+        precision, recall, f1 = 0.0, 0.0, 0.0
+    result: dict[str, Any] = {"count": len(truth), "accuracy": float(np.mean(correct)) if len(truth) else 0.0,
                               "precision": float(precision), "recall": float(recall), "f1": float(f1),
                               "average": average, "roc_auc": None}
-    matrix = probability_matrix(probabilities)
     if matrix is not None and classes and len(matrix) == len(truth):
         names = [normalize_label(c) for c in classes]
-        present = set(np.unique(truth).tolist())
+        present = set(vocabulary[np.flatnonzero(actual)].tolist())
+
+        def positives(name: str) -> np.ndarray:
+            return truth == code.get(name, -1)
+
         if matrix.ndim == 2 and matrix.shape[1] == len(names) and len(present) >= 2 and present <= set(names):
             if len(names) == 2:
-                result["roc_auc"] = roc_auc(truth == names[1], matrix[:, 1])
+                result["roc_auc"] = roc_auc(positives(names[1]), matrix[:, 1])
             else:
                 columns = [names.index(c) for c in names if c in present]
                 sub = matrix[:, columns]
                 sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
-                result["roc_auc"] = float(np.mean([roc_auc(truth == names[i], sub[:, k])
+                result["roc_auc"] = float(np.mean([roc_auc(positives(names[i]), sub[:, k])
                                                    for k, i in enumerate(columns)])) if len(columns) > 2 \
-                    else roc_auc(truth == names[columns[1]], sub[:, 1])
+                    else roc_auc(positives(names[columns[1]]), sub[:, 1])
     return result
-
-
-def _precision_recall_f1(truth: np.ndarray, guess: np.ndarray, label: str) -> tuple[float, float, float]:
-    predicted, actual = guess == label, truth == label
-    hits = float(np.sum(predicted & actual))
-    precision = hits / predicted.sum() if predicted.any() else 0.0
-    recall = hits / actual.sum() if actual.any() else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
 
 
 def roc_auc(positive: np.ndarray, score: np.ndarray) -> float | None:
@@ -149,22 +167,36 @@ def bucket_size(start: pd.Timestamp, end: pd.Timestamp) -> str:
 
 
 def performance(joined: pd.DataFrame, classification: bool, classes: list[Any] | None = None,
-                freq: str | None = None) -> dict[str, Any]:
+                freq: str | None = None, probabilities: np.ndarray | None = None) -> dict[str, Any]:
     """Metrics over ``joined`` (columns ``time``, ``prediction``, ``label``, maybe ``probabilities``), overall
-    and per time bucket."""
-    joined = joined[joined["label"].notna()]
+    and per time bucket. ``probabilities``: a rows x classes matrix aligned with ``joined``'s rows, in place of
+    the column (from :mod:`berth.monitoring.labels`). Labels and predictions are normalised once, not per
+    bucket."""
+    joined = joined.reset_index(drop=True)
+    keep = joined["label"].notna().to_numpy()
+    if probabilities is None and "probabilities" in joined:
+        probabilities = probability_matrix(joined["probabilities"])
+    joined = joined[keep].reset_index(drop=True)
+    if probabilities is not None:
+        probabilities = probabilities[keep] if len(probabilities) == len(keep) else None
     if joined.empty:
         return {"labelled": 0, "overall": None, "buckets": [], "task": "classification" if classification
                 else "regression"}
+    if classification:
+        truth, guess, vocabulary = encode(normalize_labels(joined["label"]), normalize_labels(joined["prediction"]))
 
-    def compute(part: pd.DataFrame) -> dict[str, Any]:
+    def compute(positions: np.ndarray | None) -> dict[str, Any]:
         if classification:
-            probabilities = part.get("probabilities")
-            return classification_metrics(part["label"], part["prediction"], probabilities, classes)
+            if positions is None:
+                return classification_scores(truth, guess, vocabulary, probabilities, classes)
+            return classification_scores(truth[positions], guess[positions], vocabulary,
+                                         probabilities[positions] if probabilities is not None else None, classes)
+        part = joined if positions is None else joined.iloc[positions]
         return regression_metrics(part["label"], part["prediction"])
 
     freq = freq or bucket_size(joined["time"].min(), joined["time"].max())
-    buckets = [{"start": start.isoformat(), **compute(part)}
-               for start, part in joined.groupby(joined["time"].dt.floor(freq)) if len(part)]
+    groups = joined.groupby(joined["time"].dt.floor(freq)).indices
+    buckets = [{"start": start.isoformat(), **compute(positions)} for start, positions in sorted(groups.items())
+               if len(positions)]
     return {"labelled": len(joined), "task": "classification" if classification else "regression",
-            "overall": compute(joined), "bucket": freq, "buckets": buckets}
+            "overall": compute(None), "bucket": freq, "buckets": buckets}

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from berth.errors import StorageError
 from berth.monitoring.drift import Counted, DriftConfig, combine, dataset_drift, feature_drift, prediction_drift
+from berth.monitoring.labels import match_labels
 from berth.monitoring.log import served_rows
 from berth.monitoring.performance import bucket_size, performance
 from berth.monitoring.quality import data_quality, with_totals
@@ -67,6 +68,7 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
     columns = ["time", "version", "latency_ms", "prediction", *names, "coerced"]
     streamed = store.retrying(lambda: streamed_report(
         store, model, since, until, version, info, config, bucket, progress, stream_rows, columns))
+    release_memory()
     if streamed is not None:
         streamed["performance"] = labelled_performance(store, model, since, until, version, classification,
                                                        outputs.get("classes"))
@@ -102,6 +104,13 @@ def build_report(model: str, *, since: dt.datetime | None = None, until: dt.date
     report["comparison"] = comparison(store, model, since, until, config) if version is None else None
     report["summary"] = summarize(report)
     return report
+
+
+def release_memory() -> None:
+    """Give the memory pyarrow's allocator keeps for reuse back to the system between the report's passes
+    (the stream, the labels, the join): kept, each pass's peak stacked on the last one's (1.2 GB instead of
+    under 1 GB at 10,000,000 rows)."""
+    pa.default_memory_pool().release_unused()
 
 
 def comparison(store: Store, model: str, since: dt.datetime | None, until: dt.datetime | None,
@@ -195,25 +204,14 @@ def labelled_performance(store: Store, model: str, since: dt.datetime | None, un
     labels = store.feedback(model)
     if labels.num_rows == 0:
         return {"labelled": 0, "overall": None, "buckets": [], "unmatched": 0, "unmatched_examples": []}
-    logged = served_rows(store.read(model, None, until, version=version,  # only labelled rows reach pandas
-                                    columns=["time", "request_id", "row", "prediction", "probabilities", "shadow",
-                                             "error"],
-                                    request_ids=pc.unique(labels["request_id"])))
-    label_frame = labels.select(["request_id", "row", "label"]).to_pandas()
-    logged_frame = logged.to_pandas() if logged.num_rows else pd.DataFrame(
-        {"time": pd.Series([], dtype="datetime64[us, UTC]"), "request_id": [], "row": [], "prediction": []})
-    known = logged_frame[["request_id", "row"]].drop_duplicates() if len(logged_frame) else logged_frame[
-        ["request_id", "row"]]
-    matched = label_frame.merge(known, on=["request_id", "row"], how="left", indicator=True)
-    unmatched = matched[matched["_merge"] == "left_only"]
-    if since is not None and len(logged_frame):
-        logged_frame = logged_frame[logged_frame["time"] >= pd.Timestamp(utc(since))]
-    joined = logged_frame.merge(label_frame, on=["request_id", "row"], how="inner")
-    if "probabilities" in joined and joined["probabilities"].isna().any():
-        joined = joined.drop(columns="probabilities")
-    result = performance(joined, classification, classes)
-    result.update(unmatched=len(unmatched),
-                  unmatched_examples=sorted(unmatched["request_id"].astype(str).unique().tolist())[:5])
+    release_memory()
+    matched = match_labels(store, model, labels.select(["request_id", "row", "label"]), since, until, version,
+                           len(classes) if classification and classes else 0)
+    del labels
+    release_memory()
+    joined = matched.rows.select([c for c in ("time", "prediction", "label") if c in matched.rows.column_names])
+    result = performance(joined.to_pandas(), classification, classes, probabilities=matched.probabilities)
+    result.update(unmatched=matched.unmatched, unmatched_examples=matched.unmatched_examples)
     return result
 
 

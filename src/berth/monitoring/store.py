@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -343,13 +344,25 @@ class Store:
         return table
 
     def feedback(self, model: str) -> pa.Table:
-        """Every label received for ``model``; for a (request id, row) given twice, the latest wins."""
-        table = self.read(model, kind=FEEDBACK)
+        """Every label received for ``model``, oldest first; for a (request id, row) given twice, the latest
+        wins (the later file for equal times). One sort of the times and one take: 1,000,000 labels are
+        ~50 MB, and a sorted copy, a deduplicated copy and pandas on top made them ~400 MB."""
+        table = self.retrying(lambda: self._read_unsorted(model, FEEDBACK))
         if table.num_rows == 0:
             return table
-        frame = table.to_pandas()
-        frame = frame.sort_values("time", kind="stable").drop_duplicates(["request_id", "row"], keep="last")
-        return pa.Table.from_pandas(frame, preserve_index=False)
+        order = pc.sort_indices(table["time"]).to_numpy()  # stable: equal times keep the files' order
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        keys = [k for k in ("request_id", "row") if k in table.column_names]
+        numbered = table.select(keys).append_column("rank", pa.array(rank))
+        latest = numbered.group_by(keys, use_threads=False).aggregate([("rank", "max")])["rank_max"].to_numpy()
+        return table.take(order[np.sort(latest)])
+
+    def _read_unsorted(self, model: str, kind: str) -> pa.Table:
+        files = self.files(model, kind)
+        if not files:
+            return pa.table({"time": pa.array([], pa.timestamp("us", tz="UTC"))})
+        return self.dataset(files).to_table()
 
     # ------------------------------------------------------------------ retention
 
