@@ -37,7 +37,7 @@ class LoadedModel:
     @property
     def runtime(self) -> str:
         """What predicts, for logs: the compiled twin with its proof, or the original (and why)."""
-        from berth.compile.twin import describe
+        from berth.compile import describe
 
         if self.compiled:
             return f"compiled twin: {describe(self.manifest)}"
@@ -127,7 +127,8 @@ def load_bundle(bundle: LocalBundle, *, trust: bool = False, trusted_types: Iter
     manifest = bundle.manifest
     environment.check(manifest.python, manifest.libraries, allow_mismatch=allow_version_mismatch)
     if compiled and manifest.compiled:
-        from berth.compile.twin import load_twin, proven, runtime_available
+        from berth.compile import proven
+        from berth.compile.twin import load_twin, runtime_available
 
         if proven(manifest) and runtime_available():
             get_flavor(manifest.flavor).require_trust(manifest.format, trust)  # the same rule either way

@@ -9,6 +9,7 @@ section at all.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ def compile_into(directory: Path, model: Any, flavor: str, predictor: Predictor,
         return None
     started = time.perf_counter()
     try:
-        section, data = prove(model, flavor, predictor, signature, reference, sample)
+        with warnings.catch_warnings():  # the converters' and the models' own chatter is not the caller's
+            warnings.simplefilter("ignore")
+            section, data = prove(model, flavor, predictor, signature, reference, sample)
     except Refusal as exc:
         return {"refused": str(exc)[:MAX_REASON]}
     target = directory / TWIN_FILE
@@ -62,7 +65,7 @@ def prove(model: Any, flavor: str, predictor: Predictor, signature: Signature | 
         from berth.compile.proof import answers
 
         got = answers(twin, signature, rows[kept])
-    except Exception as exc:  # noqa: BLE001 - the twin fails where the original answers
+    except Exception as exc:
         raise Refusal(f"proof failed: the twin raised {type(exc).__name__}: {exc}") from exc
     section.update(compare(expected, got, origins, classifier=classifier, float32=converted.input_dtype == "float32"))
     return json_ready(section), converted.data
@@ -101,5 +104,5 @@ def sample_matrix(signature: Signature, sample: Any) -> np.ndarray | None:
 
     try:
         return np.asarray(coerce(signature, sample, to="ndarray", dtype="float64"), dtype=np.float64)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None

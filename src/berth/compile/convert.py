@@ -63,7 +63,8 @@ def check_size(model: Any) -> None:
 
 def estimators_in(model: Any) -> list[Any]:
     """The model and every fitted sub-estimator (pipeline steps, ensemble members), flattened."""
-    found, stack = [], [model]
+    found: list[Any] = []
+    stack: list[Any] = [model]
     while stack and len(found) < 1_000_000:
         item = stack.pop()
         if isinstance(item, list | tuple):

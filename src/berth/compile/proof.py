@@ -46,11 +46,11 @@ def original_answers(predictor: Predictor, signature: Signature, rows: np.ndarra
     if missing.any():
         try:
             return answers(predictor, signature, rows), np.ones(len(rows), dtype=bool), True
-        except Exception:  # noqa: BLE001 - the original refuses missing values: the twin will too
+        except Exception:
             pass
     try:
         return answers(predictor, signature, rows[~missing]), ~missing, not missing.any()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise Refusal(f"the original model fails on the proof's rows: {type(exc).__name__}: {exc}") from exc
 
 
@@ -77,7 +77,8 @@ def compare(expected: Answers, got: Answers, origins: list[str], *, classifier: 
             raise Refusal(f"proof failed: the twin predicts {got.values[row]!r} where the original predicts "
                           f"{expected.values[row]!r} on row {row} ({origins[row]}), "
                           f"{int((~same & ~ties).sum())} such row(s)")
-        proof.update(labels_checked=int((~ties).sum()), label_ties_skipped=int((~same & ties).sum()),
+        skipped = int((~same & ties).sum())
+        proof.update(labels_checked=len(same) - skipped, label_ties_skipped=skipped,
                      tolerance=PROBA_TOLERANCE, tolerance_rule="absolute, on probabilities")
         return proof
     tolerance, rule = REGRESSION_TOLERANCE, "absolute"
@@ -97,7 +98,7 @@ def equal_mask(expected: np.ndarray, got: np.ndarray) -> np.ndarray:
     same = np.asarray(expected == got)
     if same.shape != expected.shape:
         return np.zeros(expected.shape[0], dtype=bool)
-    return same.reshape(len(same), -1).all(axis=1)
+    return np.asarray(same.reshape(len(same), -1).all(axis=1))
 
 
 def worst_difference(expected: np.ndarray, got: np.ndarray) -> tuple[float, int]:

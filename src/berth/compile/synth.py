@@ -41,6 +41,8 @@ def column_ranges(signature: Signature, reference: dict[str, Any] | None,
             lo, hi, points = float(values.min()), float(values.max()), None
         else:
             lo, hi, points = -1.0, 1.0, None
+        if hi <= lo:  # one value seen (or a made-up sample of zeros): look around it
+            lo, hi = lo - max(abs(lo), 1.0), hi + max(abs(hi), 1.0)
         low.append(lo)
         high.append(hi)
         percentiles.append(points if points is not None and np.isfinite(points).all() else None)

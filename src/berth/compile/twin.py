@@ -29,24 +29,6 @@ def runtime_available() -> bool:
     return importlib.util.find_spec(RUNTIME) is not None
 
 
-def proven(manifest: Manifest) -> bool:
-    """Whether the manifest carries a proven twin (a refusal, or no section, is not one)."""
-    section = manifest.compiled
-    return bool(section) and "refused" not in section and section.get("file") == TWIN_FILE
-
-
-def describe(manifest: Manifest) -> str:
-    """One line for logs and ``berth inspect``: the proof's size and worst difference, or the refusal."""
-    section = manifest.compiled
-    if not section:
-        return "none (saved without compile)"
-    if "refused" in section:
-        return f"refused: {section['refused']}"
-    worst = section.get("worst_abs_diff", {})
-    shown = ", ".join(f"{k} {v:.3g}" for k, v in worst.items()) or "n/a"
-    return f"{section['runtime']} (proof: {section['rows_tried']} rows, worst diff {shown})"
-
-
 class TwinPredictor(Predictor):
     """Predicts with the ONNX twin; answers exactly as the original predictor would, in shape and dtype."""
 
