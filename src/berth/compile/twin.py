@@ -73,7 +73,8 @@ class TwinPredictor(Predictor):
     def predict_proba(self, inputs: Any) -> np.ndarray:
         if self.proba_output is None:
             return super().predict_proba(inputs)
-        return self._run(self.proba_output, inputs).astype(np.float64, copy=False)
+        # float32 sums can pass 1 by an ulp (1.0000001): clipped, which only brings them closer to the original
+        return np.clip(self._run(self.proba_output, inputs).astype(np.float64, copy=False), 0.0, 1.0)
 
 
 def restore_labels(classes: list[Any], dtype: str) -> np.ndarray:
