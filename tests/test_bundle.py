@@ -42,7 +42,10 @@ def test_round_trip_predicts_like_the_original(iris_bundle: Path, iris_forest: R
     assert (model.predict(X.to_dict(orient="records")) == expected).all()
     assert (model.predict(X.to_dict(orient="list")) == expected).all()
     assert model.predict([5.1, 3.5, 1.4, 0.2]).tolist() == iris_forest.predict(X.head(1)).tolist()
-    np.testing.assert_allclose(model.predict_proba(X.head(10)), iris_forest.predict_proba(X.head(10)))
+    # the compiled twin (proven at save) computes the forest in float32: equal within the proof's 1e-5
+    assert model.compiled
+    np.testing.assert_allclose(model.predict_proba(X.head(10)), iris_forest.predict_proba(X.head(10)), rtol=0,
+                               atol=1e-5)
     assert model.classes == [0, 1, 2]
 
 
@@ -53,7 +56,8 @@ def test_manifest_records_what_the_issue_names(iris_bundle: Path) -> None:
     assert manifest["created_at"].endswith("+00:00")
     assert manifest["python"] == ".".join(map(str, sys.version_info[:3]))
     assert {"scikit-learn", "numpy", "scipy", "skops", "berth"} <= manifest["libraries"].keys()
-    [entry] = manifest["files"]
+    entry, twin = manifest["files"]  # the payload, and the compiled twin (proven, see tests/compile)
+    assert twin["path"] == "compiled/model.onnx" == manifest["compiled"]["file"]
     assert entry["path"] == "model.skops" and len(entry["sha256"]) == 64
     assert entry["size"] == (iris_bundle / "model.skops").stat().st_size
     assert manifest["metrics"] == {"accuracy": 0.96}

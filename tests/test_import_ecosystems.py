@@ -84,7 +84,7 @@ def test_sklearn_cloudpickle_needs_trust_and_becomes_skops(tmp_path: Path, mlflo
     assert not (tmp_path / "out").exists()
     manifest = import_model(source, tmp_path / "out", trust=True)
     assert (manifest.flavor, manifest.format) == ("sklearn", "skops")
-    assert sorted(f.path for f in manifest.files) == ["model.skops"]
+    assert sorted(f.path for f in manifest.files) == ["compiled/model.onnx", "model.skops"]  # with its twin
     check_predictions(tmp_path / "out", "sklearn_cloudpickle")
 
 

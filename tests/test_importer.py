@@ -165,7 +165,8 @@ def planted_pickle_bundle(tmp_path: Path, model: Any, marker: Path, *, rehash: b
     payload.write_bytes(pickle.dumps(Planted(marker)))
     if rehash:  # a consistent, signed-looking bundle: only the trust check stands in the way
         manifest = json.loads((bundle / MANIFEST_NAME).read_text())
-        manifest["files"] = [{"path": "model.pkl", "sha256": sha256(payload), "size": payload.stat().st_size}]
+        manifest["files"] = [{"path": "model.pkl", "sha256": sha256(payload), "size": payload.stat().st_size},
+                             *[entry for entry in manifest["files"] if entry["path"] != "model.pkl"]]
         (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))
     return bundle
 

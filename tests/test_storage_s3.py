@@ -44,14 +44,16 @@ def test_save_inspect_verify_load_predict(s3: S3, iris: tuple[Any, pd.DataFrame]
     uri = s3.url("iris")
     saved = save_iris(iris, uri, metrics={"accuracy": 0.97})
 
-    assert s3.list_keys("iris") == ["iris/berth.json", "iris/model.skops"]
+    assert s3.list_keys("iris") == ["iris/berth.json", "iris/compiled/model.onnx", "iris/model.skops"]
     assert berth.inspect(uri).content_digest == saved.content_digest
     assert berth.inspect(uri).metrics == {"accuracy": 0.97}
     assert berth.verify(uri).content_digest == saved.content_digest
     model = berth.load(uri)
     assert model.source == uri
     assert model.predict([ROW]).tolist() == [0]
-    np.testing.assert_allclose(model.predict_proba(iris[1].head(5)), iris[0].predict_proba(iris[1].head(5)))
+    assert model.compiled  # the forest's twin computes in float32: equal within the proof's 1e-5
+    np.testing.assert_allclose(model.predict_proba(iris[1].head(5)), iris[0].predict_proba(iris[1].head(5)),
+                               rtol=0, atol=1e-5)
 
 
 def test_save_refuses_to_replace_without_overwrite(s3: S3, iris: tuple[Any, pd.DataFrame]) -> None:
@@ -84,12 +86,13 @@ def test_unpack_from_s3_to_local_and_back(s3: S3, iris: tuple[Any, pd.DataFrame]
 
     local = tmp_path / "iris"
     berth.unpack(s3.url("iris.berth"), local)
-    assert sorted(p.name for p in local.iterdir()) == ["berth.json", "model.skops"]
+    assert sorted(p.name for p in local.iterdir()) == ["berth.json", "compiled", "model.skops"]
+    assert (local / "compiled" / "model.onnx").is_file()
     assert berth.load(local).manifest.content_digest == saved.content_digest
 
     berth.pack(local, tmp_path / "iris.berth")
     berth.unpack(tmp_path / "iris.berth", s3.url("copy"))
-    assert s3.list_keys("copy") == ["copy/berth.json", "copy/model.skops"]
+    assert s3.list_keys("copy") == ["copy/berth.json", "copy/compiled/model.onnx", "copy/model.skops"]
     assert berth.load(s3.url("copy")).predict([ROW]).tolist() == [0]
 
     berth.unpack(s3.url("iris.berth"), s3.url("direct"))  # S3 archive to S3 bundle
@@ -143,11 +146,15 @@ def failing_upload(call: int) -> Iterator[list[str]]:
     s3fs.S3FileSystem.clear_instance_cache()
 
 
-@pytest.mark.parametrize("call", [1, 2], ids=["payload", "manifest"])
+@pytest.mark.parametrize("call", [1, 2, 3], ids=["payload", "second-payload", "manifest"])
 def test_interrupted_upload_leaves_no_manifest(s3: S3, iris: tuple[Any, pd.DataFrame], call: int) -> None:
+    """Three files go up (the payload, the compiled twin, then the manifest); a failure at any leaves none."""
     with failing_upload(call) as uploads, pytest.raises(StorageError, match="injected failure"):
         save_iris(iris, s3.url("iris"))
-    assert Path(uploads[-1]).name == ("model.skops" if call == 1 else "berth.json")
+    if call == 3:
+        assert Path(uploads[-1]).name == "berth.json"
+    else:
+        assert Path(uploads[-1]).name in {"model.skops", "model.onnx"} and len(uploads) == call
     assert "iris/berth.json" not in s3.list_keys("iris")
     with pytest.raises(NO_BUNDLE):
         berth.load(s3.url("iris"))
@@ -157,11 +164,12 @@ def test_interrupted_overwrite_never_leaves_a_mixed_bundle(s3: S3, iris: tuple[A
     uri = s3.url("iris")
     save_iris(iris, uri, metrics={"version": 1})
     model, X = iris
-    # the new payload goes up, the new manifest does not
-    with failing_upload(2) as uploads, pytest.raises(StorageError, match="injected failure"):
+    # the new payload and its compiled twin go up, the new manifest does not
+    with failing_upload(3) as uploads, pytest.raises(StorageError, match="injected failure"):
         berth.save(model, uri, sample=X.head(20), name="iris", flavor="sklearn", format="joblib",
                    metrics={"version": 2}, overwrite=True)
-    assert [Path(u).name for u in uploads] == ["model.joblib", "berth.json"]
+    assert sorted(Path(u).name for u in uploads[:2]) == ["model.joblib", "model.onnx"]
+    assert Path(uploads[2]).name == "berth.json"
 
     # The old manifest was withdrawn before the first new byte went up: no bundle, rather than a half-new one.
     assert "iris/berth.json" not in s3.list_keys("iris")

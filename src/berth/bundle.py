@@ -50,6 +50,7 @@ def save(
     description: str = "",
     overwrite: bool = False,
     examples: bool = True,
+    compile: bool = True,
     **options: Any,
 ) -> Manifest:
     """Save ``model`` as a bundle at ``path`` (a directory, or an fsspec URL such as ``s3://bucket/key``).
@@ -57,8 +58,9 @@ def save(
     ``sample`` (a few rows of input) gives the signature; ``reference`` (the training data) gives the reference
     statistics that monitoring compares live traffic with. ``examples=False`` keeps no rows of the sample in
     the manifest (the signature's example, shown by a server's /docs): for sensitive data; the reference holds
-    only aggregate statistics either way. Extra keyword arguments go to the flavor, e.g.
-    ``compress=("zlib", 3)`` for ``format="joblib"``.
+    only aggregate statistics either way. ``compile=True`` adds a compiled twin (ONNX) when the model converts
+    and the twin is proven equivalent, else records why not (see :mod:`berth.compile`). Extra keyword arguments
+    go to the flavor, e.g. ``compress=("zlib", 3)`` for ``format="joblib"``.
     """
     if name is not None and names.name_problem(name):
         raise UsageError(f"name: {names.name_problem(name)}")
@@ -71,6 +73,9 @@ def save(
         signature = build_signature(model, payload.predictor, sample, payload.options)
         if not examples:
             signature = Signature(signature.layout, signature.outputs, signature.columns, signature.tensor, [])
+        statistics = build_reference(reference, signature, payload.predictor)
+        compiled = build_twin(staged, model, chosen.name, payload.predictor, signature, statistics,
+                              sample) if compile else None
         manifest = Manifest(
             name=name if name is not None else default_name(path),
             flavor=chosen.name,
@@ -78,10 +83,10 @@ def save(
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             python=environment.python_version(),
             libraries=environment.capture([*payload.libraries, "berth"]),
-            files=hash_files(staged, payload.files),
+            files=hash_files(staged, payload.files + twin_files(compiled)),
             signature=signature,
             flavor_options=json_ready(payload.options),
-            reference=build_reference(reference, signature, payload.predictor),
+            reference=statistics,
             metrics=json_ready(dict(metrics or {})),
             params=sanitize_params(dict(params or {})),
             tags={str(k): str(v) for k, v in (tags or {}).items()},
@@ -89,10 +94,22 @@ def save(
             lineage=build_lineage(),
             description=description,
             berth_version=environment.installed_version("berth") or "",
+            compiled=compiled,
         )
         (staged / MANIFEST_NAME).write_text(manifest.check().to_json())
         storage.publish(staged, path, MANIFEST_NAME, overwrite=overwrite)
     return manifest
+
+
+def build_twin(directory: Any, model: Any, flavor: str, predictor: Predictor, signature: Signature,
+               reference: dict[str, Any] | None, sample: Any) -> dict[str, Any] | None:
+    from berth.compile.build import compile_into
+
+    return compile_into(directory, model, flavor, predictor, signature, reference, sample)
+
+
+def twin_files(compiled: dict[str, Any] | None) -> list[str]:
+    return [compiled["file"]] if compiled and "refused" not in compiled else []
 
 
 def default_name(path: str | os.PathLike[str]) -> str:

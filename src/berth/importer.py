@@ -74,13 +74,14 @@ def import_model(
     overwrite: bool = False,
     examples: bool = True,
     reference: Any = None,
+    compile: bool = True,
 ) -> Manifest:
     """Import the model file at ``path`` as a bundle at ``output``; returns the bundle's manifest.
 
     ``sample`` is data or the path of a CSV, Parquet or JSON Lines file of a few input rows; it gives the
     signature. ``reference`` is the training data (or a file of it): its statistics go into the manifest as the
     baseline of drift monitoring; without a sample it gives the signature too. ``format`` is the bundle's
-    payload format (default: the flavor's safe one).
+    payload format (default: the flavor's safe one). ``compile=False`` adds no compiled twin (see berth.compile).
     """
     from berth.mlflow_import import import_mlflow, is_mlflow_model
 
@@ -89,7 +90,7 @@ def import_model(
                          f"download it first (mlflow artifacts download -u {path} -d DIR) and import DIR")
     if is_mlflow_model(path) or (not storage.is_remote(path) and storage.local_path(path).is_dir()):
         return import_mlflow(path, output, trust=trust, sample=sample, name=name, format=format,
-                             overwrite=overwrite)
+                             overwrite=overwrite, compile=compile)
     kind = file_format(path)
     if kind in UNSAFE and not trust:
         raise TrustError(
@@ -111,7 +112,7 @@ def import_model(
     bundle_name = name if name is not None else default_name(output)
     return write_bundle(model, output, origin, sample=rows, synthetic=synthetic, name=bundle_name,
                         format=format, metadata=metadata, overwrite=overwrite, examples=examples,
-                        reference=reference)
+                        reference=reference, compile=compile)
 
 
 MAX_REFERENCE_ROWS = 1_000_000
@@ -283,7 +284,7 @@ def write_bundle(model: Any, output: str | os.PathLike[str], origin: dict[str, A
                  synthetic: bool, name: str, format: str | None, metadata: dict[str, Any],
                  overwrite: bool, examples: bool = True, metrics: dict[str, Any] | None = None,
                  params: dict[str, Any] | None = None, nullable: frozenset[str] = frozenset(),
-                 reference: Any = None) -> Manifest:
+                 reference: Any = None, compile: bool = True) -> Manifest:
     """Save, load back once, record the origin in the manifest, then publish the bundle at ``output``.
 
     ``nullable`` names input columns that may be missing although the sample had no missing value (an MLflow
@@ -301,11 +302,11 @@ def write_bundle(model: Any, output: str | os.PathLike[str], origin: dict[str, A
         try:
             manifest = save(model, bundle, sample=sample, name=name, flavor=flavor.name, examples=examples,
                             format=payload_format, metadata=metadata, metrics=metrics, params=params,
-                            reference=reference)
+                            reference=reference, compile=compile)
         except FlavorError as exc:
             raise FlavorError(exc.message + hint, exc.details) from exc
         try:
-            load(bundle, trust=True)
+            load(bundle, trust=True, compiled=False)  # the original payload must load back
         except BerthError as exc:
             raise FlavorError(f"the {payload_format} payload does not load back: {exc.message}{hint}",
                               exc.details) from exc

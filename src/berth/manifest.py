@@ -48,6 +48,7 @@ class Manifest:
     lineage: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     berth_version: str = ""
+    compiled: dict[str, Any] | None = None  # the compiled twin's proof, or why there is none (berth.compile)
     format_version: int = FORMAT_VERSION
 
     @property

@@ -86,6 +86,8 @@ def check_fields(data: dict[str, Any]) -> None:
         rule(str(version), "metadata.registry_version", names.version_problem)
     if data.get("signature") is not None:
         check_signature(data["signature"])
+    if data.get("compiled") is not None:
+        check_compiled(data["compiled"], data["files"])
 
 
 def required(data: dict[str, Any], *keys: str) -> None:
@@ -188,3 +190,52 @@ def check_shape(shape: Any, where: str) -> None:
         raise Problem(where, f"must be a list of at most {MAX_TENSOR_RANK} dimensions")
     for index, size in enumerate(shape):
         integer(size, f"{where}[{index}]", -1, 1 << 40)
+
+
+COMPILED_DTYPES = frozenset({"float32", "float64"})
+MAX_REASON = 1_000
+
+
+def check_compiled(section: Any, files: list[dict[str, Any]]) -> None:
+    """A refusal (``{"refused": reason}``) or a proof whose twin file is in the hashed file list."""
+    if not isinstance(section, dict):
+        raise Problem("compiled", "must be an object or null")
+    if "refused" in section:
+        if set(section) != {"refused"} or not isinstance(section["refused"], str) \
+                or len(section["refused"]) > MAX_REASON:
+            raise Problem("compiled.refused", f"must be the only key, a string of at most {MAX_REASON} characters")
+        return
+    required(section, "runtime", "file", "input_dtype", "outputs", "output", "rows_tried", "tolerance")
+    if section["runtime"] != "onnxruntime":
+        raise Problem("compiled.runtime", f"{names.shown(section['runtime'])} is not a known runtime (onnxruntime)")
+    if section["file"] != "compiled/model.onnx" or not any(entry.get("path") == section["file"] for entry in files):
+        raise Problem("compiled.file", "must be compiled/model.onnx, listed (and so hashed) in files")
+    for key in ("input_dtype", "validate_dtype"):
+        value = section.get(key)
+        if value is not None and value not in COMPILED_DTYPES:
+            raise Problem(f"compiled.{key}", f"must be one of {', '.join(sorted(COMPILED_DTYPES))}")
+    outputs = section["outputs"]
+    if not isinstance(outputs, dict) or set(outputs) != {"label", "proba"}:
+        raise Problem("compiled.outputs", "must be an object with label and proba")
+    short_text(outputs["label"], "compiled.outputs.label")
+    if outputs["proba"] is not None:
+        short_text(outputs["proba"], "compiled.outputs.proba")
+    output = section["output"]
+    if not isinstance(output, dict) or set(output) != {"dtype", "squeeze"} or not isinstance(output["squeeze"], bool):
+        raise Problem("compiled.output", "must be an object with dtype and squeeze (true or false)")
+    short_text(output["dtype"], "compiled.output.dtype")
+    if section.get("classes") is not None:
+        classes = section["classes"]
+        if not isinstance(classes, list) or len(classes) > MAX_COLUMNS or not all(
+                isinstance(c, str | int | float | bool) and (not isinstance(c, str) or len(c) <= MAX_SHORT_TEXT)
+                for c in classes):
+            raise Problem("compiled.classes", "must be a list of numbers or short strings")
+    integer(section["rows_tried"], "compiled.rows_tried", 0, 1 << 40)
+    if isinstance(section["tolerance"], bool) or not isinstance(section["tolerance"], int | float):
+        raise Problem("compiled.tolerance", "must be a number")
+    for key in ("versions", "worst_abs_diff"):
+        if not isinstance(section.get(key, {}), dict):
+            raise Problem(f"compiled.{key}", "must be an object")
+    for key in ("tolerance_rule",):
+        if key in section:
+            short_text(section[key], f"compiled.{key}")

@@ -240,7 +240,7 @@ def framework(name: str) -> Any:
 
 def import_mlflow(path: str | os.PathLike[str], output: str | os.PathLike[str], *, trust: bool = False,
                   sample: Any = None, name: str | None = None, format: str | None = None,
-                  overwrite: bool = False) -> Manifest:
+                  overwrite: bool = False, compile: bool = True) -> Manifest:
     """Import the MLflow model directory at ``path`` (local or a URL) as a bundle at ``output``."""
     from berth.importer import sample_rows
     from berth.manifest import MANIFEST_NAME
@@ -270,7 +270,7 @@ def import_mlflow(path: str | os.PathLike[str], output: str | os.PathLike[str], 
         name=name or storage.local_path(str(output).rstrip("/")).name,
         format=format or ("cloudpickle" if chosen == PYFUNC else None),
         metadata=mapping(data, "metadata"), metrics=numbers(mapping(data, "metrics")),
-        params=mapping(data, "params"), overwrite=overwrite,
+        params=mapping(data, "params"), overwrite=overwrite, compile=compile,
         nullable=frozenset(column for column, _, optional in columns or [] if optional))
 
 

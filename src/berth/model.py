@@ -27,11 +27,21 @@ class LoadedModel:
     """Predicts from request-shaped input: rows, records, columns by name, DataFrames or arrays."""
 
     def __init__(self, manifest: Manifest, predictor: Predictor, source: str,
-                 registry: RegistryEntry | None = None) -> None:
+                 registry: RegistryEntry | None = None, *, compiled: bool = False) -> None:
         self.manifest = manifest
         self.predictor = predictor
         self.source = source
         self.registry = registry  # name, version and alias in the model registry, when loaded from models:/
+        self.compiled = compiled  # predictions come from the compiled twin (see berth.compile)
+
+    @property
+    def runtime(self) -> str:
+        """What predicts, for logs: the compiled twin with its proof, or the original (and why)."""
+        from berth.compile import describe
+
+        if self.compiled:
+            return f"compiled twin: {describe(self.manifest)}"
+        return f"original {self.manifest.flavor} model; compiled twin: {describe(self.manifest)}"
 
     @property
     def name(self) -> str:
@@ -95,24 +105,35 @@ def load(
     trusted_types: Iterable[str] = (),
     allow_version_mismatch: bool = False,
     registry: Registry | None = None,
+    compiled: bool = True,
 ) -> LoadedModel:
     """Load and verify the bundle at ``uri``: a directory, a packed ``.berth`` file, or an fsspec URL.
 
     Every payload file's sha256 is checked first; pickle-based payloads need ``trust=True``; a different major
     version of Python or of a library the flavor needs refuses to load unless ``allow_version_mismatch``.
     A model URI (``models:/iris/3``, ``models:/iris@production``) loads from ``registry``, by default the
-    registry the environment names (``BERTH_REGISTRY_URL``).
+    registry the environment names (``BERTH_REGISTRY_URL``). With ``compiled`` (the default), a bundle holding
+    a proven compiled twin predicts with it through onnxruntime (when installed) and its original payload is
+    not read at all; ``compiled=False`` loads the original.
     """
     with open_bundle(uri, registry=registry_for([str(uri)], registry)) as bundle:
         return load_bundle(bundle, trust=trust, trusted_types=list(trusted_types),
-                           allow_version_mismatch=allow_version_mismatch)
+                           allow_version_mismatch=allow_version_mismatch, compiled=compiled)
 
 
 def load_bundle(bundle: LocalBundle, *, trust: bool = False, trusted_types: Iterable[str] = (),
-                allow_version_mismatch: bool = False) -> LoadedModel:
+                allow_version_mismatch: bool = False, compiled: bool = True) -> LoadedModel:
     """Load a bundle that :func:`berth.source.open_bundle` opened (and verified)."""
     manifest = bundle.manifest
     environment.check(manifest.python, manifest.libraries, allow_mismatch=allow_version_mismatch)
+    if compiled and manifest.compiled:
+        from berth.compile import proven
+        from berth.compile.twin import load_twin, runtime_available
+
+        if proven(manifest) and runtime_available():
+            get_flavor(manifest.flavor).require_trust(manifest.format, trust)  # the same rule either way
+            return LoadedModel(manifest, load_twin(bundle.directory, manifest), bundle.uri, bundle.entry,
+                               compiled=True)
     flavor = get_flavor(manifest.flavor)
     try:
         predictor = flavor.load(bundle.directory, manifest, trust=trust, trusted_types=list(trusted_types))

@@ -19,7 +19,8 @@ import berth
 
 def served(model: object, X: pd.DataFrame, tmp_path: Path, **save: object) -> berth.LoadedModel:
     berth.save(model, tmp_path / "bundle", sample=X.head(20), overwrite=True, **save)
-    return berth.load(tmp_path / "bundle", trust=bool(save))
+    # the matrix twin is the original model's serving path; a compiled (ONNX) twin would replace it
+    return berth.load(tmp_path / "bundle", trust=bool(save), compiled=False)
 
 
 def as_is(frame: pd.DataFrame) -> pd.DataFrame:

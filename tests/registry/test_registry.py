@@ -107,14 +107,17 @@ def test_a_stored_bundle_that_changed_is_refused(use_registry: Registry, make_bu
     fs, _ = storage.filesystem(first.artifact_uri) if registry.artifacts.remote else (None, None)
     replacement = berth.inspect(make_bundle(1))
     manifest_uri = storage.join(first.artifact_uri, "berth.json")
-    payload_uri = storage.join(first.artifact_uri, replacement.files[0].path)
     source = make_bundle(1)
+    for entry in replacement.files:  # the payload and the compiled twin: all of version 2's files
+        payload_uri = storage.join(first.artifact_uri, entry.path)
+        if fs is None:
+            Path(payload_uri).write_bytes((source / entry.path).read_bytes())
+        else:
+            fs.pipe_file(storage.filesystem(payload_uri)[1], (source / entry.path).read_bytes())
     if fs is None:
         Path(manifest_uri).write_bytes((source / "berth.json").read_bytes())
-        Path(payload_uri).write_bytes((source / replacement.files[0].path).read_bytes())
     else:
         fs.pipe_file(storage.filesystem(manifest_uri)[1], (source / "berth.json").read_bytes())
-        fs.pipe_file(storage.filesystem(payload_uri)[1], (source / replacement.files[0].path).read_bytes())
     with pytest.raises(IntegrityError, match="was registered with digest"):
         berth.load("models:/iris/1")
     with pytest.raises(IntegrityError, match="was registered with digest"):

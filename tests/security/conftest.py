@@ -18,10 +18,11 @@ IRIS_X, IRIS_Y = load_iris(return_X_y=True, as_frame=True)
 
 @pytest.fixture(scope="session")
 def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real scikit-learn bundle (skops): a manifest and one payload file of a few kB."""
+    """A real scikit-learn bundle (skops): a manifest and one payload file of a few kB (no compiled twin: the
+    crafted twins are tests/compile/test_bundle.py's)."""
     model = LogisticRegression(max_iter=500).fit(IRIS_X, IRIS_Y)
     path = tmp_path_factory.mktemp("security") / "iris"
-    berth.save(model, path, sample=IRIS_X.head(5), name="iris")
+    berth.save(model, path, sample=IRIS_X.head(5), name="iris", compile=False)
     return path
 
 

@@ -66,6 +66,8 @@ TrustedTypes = Annotated[list[str] | None, typer.Option(
 AllowMismatch = Annotated[bool, typer.Option(
     "--allow-version-mismatch", help="Load even if Python or a library differs by a major version.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (for scripts).")]
+NoCompile = Annotated[bool, typer.Option(
+    "--no-compile", help="Build no compiled twin (by default an ONNX twin is added when proven equivalent).")]
 
 
 def show_flags_as_flags(command: Any) -> None:
@@ -164,18 +166,24 @@ def import_command(
     overwrite: Overwrite = False,
     no_examples: Annotated[bool, typer.Option(
         "--no-examples", help="Keep no sample rows in the manifest (for sensitive data; /docs shows none).")] = False,
+    no_compile: NoCompile = False,
     as_json: AsJson = False,
 ) -> None:
     """Turn a model file (joblib, pickle, ONNX, XGBoost, LightGBM, CatBoost) or an MLflow model into a bundle."""
     from berth.importer import import_model
 
     manifest = import_model(file, output, trust=trust, sample=sample, name=name, format=format,
-                            overwrite=overwrite, examples=not no_examples, reference=reference)
+                            overwrite=overwrite, examples=not no_examples, reference=reference,
+                            compile=not no_compile)
     if as_json:
         print_json({"source": file, **bundle_summary(output, manifest)})
         return
     typer.echo(f"imported {file} as bundle {output!s}: {manifest.flavor} ({manifest.format}), "
                f"{files(len(manifest.files))}, {manifest.content_digest}")
+    if manifest.compiled is not None:
+        from berth.compile import describe
+
+        typer.echo(f"compiled twin: {describe(manifest)}")
     if manifest.reference:
         typer.echo(f"reference statistics of {manifest.reference['rows']:,} rows attached (the drift baseline)")
 
@@ -231,6 +239,26 @@ def predict_command(
         print_json({"rows": result.rows, "output": str(result.output)})
         return
     typer.echo(f"wrote {result.rows} predictions to {result.output}", err=True)
+
+
+@app.command("compile")
+def compile_command(
+    uri: Uri,
+    output: Annotated[str, typer.Option("--output", "-o", help="The new bundle directory to write.")],
+    trust: Trust = False,
+    trusted_type: TrustedTypes = None,
+    overwrite: Overwrite = False,
+    as_json: AsJson = False,
+) -> None:
+    """Write a new bundle: this one plus a compiled twin (ONNX), if the twin is proven equivalent."""
+    from berth.compile import describe
+    from berth.compile.rebuild import compile_bundle
+
+    manifest = compile_bundle(uri, output, trust=trust, trusted_types=trusted_type or [], overwrite=overwrite)
+    if as_json:
+        print_json({"source": uri, **bundle_summary(output, manifest), "compiled": manifest.compiled})
+        return
+    typer.echo(f"compiled {uri} into bundle {output}: {describe(manifest)}, {manifest.content_digest}")
 
 
 @app.command("pack")
@@ -297,6 +325,9 @@ def serve_command(
     poll_interval_s: Annotated[float | None, typer.Option(
         help="For models:/NAME@ALIAS: how often to check where the alias points (default 5).")] = None,
     log_level: Annotated[str | None, typer.Option(help="critical, error, warning, info, debug.")] = None,
+    compiled: Annotated[bool | None, typer.Option(
+        "--compiled/--no-compiled", help="Predict with a bundle's compiled twin when it has one (default on); "
+        "--no-compiled serves the original model.")] = None,
     backend: Annotated[str, typer.Option(
         help="local: berth's own worker processes; ray: replicas of a Ray Serve deployment.")] = "local",
     replicas: Annotated[int | None, typer.Option(help="Ray Serve replicas (--backend ray; default 1).")] = None,
@@ -332,7 +363,8 @@ def serve_command(
              "protect_docs": protect_docs or None, "protect_metrics": protect_metrics or None,
              "poll_interval_s": poll_interval_s, "registry_url": registry,
              "batching": False if no_batching else None, "log_predictions": log_predictions,
-             "log_sample_rate": log_sample_rate, "monitor_dir": monitor_dir, "canary": canary, "shadow": shadow}
+             "log_sample_rate": log_sample_rate, "monitor_dir": monitor_dir, "canary": canary, "shadow": shadow,
+             "compiled": compiled}
     launch(uris, given, ray=RayRequest(backend, replicas, autoscale, address))
 
 

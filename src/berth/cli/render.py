@@ -74,6 +74,8 @@ def render_manifest(manifest: Manifest) -> RenderableType:
     if manifest.signature is not None:
         parts.append(signature_table(manifest))
     parts.append(files_table(manifest))
+    if manifest.compiled is not None:
+        parts.append(compiled_table(manifest))
     for title, values in (("Metrics", manifest.metrics), ("Params", manifest.params), ("Tags", manifest.tags),
                           ("Metadata", manifest.metadata), ("Lineage", manifest.lineage)):
         if values:
@@ -102,6 +104,30 @@ def overview(manifest: Manifest) -> Table:
     ]
     for key, value in rows:
         if value:
+            table.add_row(key, Text(str(value)))
+    return table
+
+
+def compiled_table(manifest: Manifest) -> RenderableType:
+    """The compiled twin's proof (rows, worst difference, tolerance, versions), or why there is none."""
+    from berth.compile import describe
+
+    section = manifest.compiled or {}
+    if "refused" in section:
+        return Text(f"Compiled twin: {describe(manifest)}")
+    table = Table(title=f"Compiled twin: {describe(manifest)}", title_justify="left")
+    table.add_column("proof")
+    table.add_column("value", overflow="fold")
+    versions: dict[str, Any] = section["versions"] if isinstance(section.get("versions"), dict) else {}
+    rows = [("file", section.get("file")), ("rows tried", section.get("rows_tried")),
+            ("worst difference", section.get("worst_abs_diff")),
+            ("tolerance", f"{section.get('tolerance')} ({section.get('tolerance_rule', '')})"),
+            ("labels checked", section.get("labels_checked")),
+            ("label ties skipped", section.get("label_ties_skipped")), ("input", section.get("input_dtype")),
+            ("versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
+            ("seconds", section.get("seconds"))]
+    for key, value in rows:
+        if value is not None and value != "":
             table.add_row(key, Text(str(value)))
     return table
 

@@ -150,7 +150,7 @@ def log_startup(plane: DataPlane, settings: ServeSettings) -> None:
     for name, slot in plane.slots.items():
         manifest = slot.runner.model.manifest
         lines.append(f"  {name} version {slot.runner.version} ({manifest.flavor}/{manifest.format}) loaded in "
-                     f"{slot.load_seconds:.2f} s")
+                     f"{slot.load_seconds:.2f} s; {slot.runner.model.runtime}")
     for source, problem in plane.problems.items():
         lines.append(f"  NOT SERVED {source}: {problem}")
     lines.append("  routes: POST /predict /invocations /models/{name}/predict /models/{name}/invocations "

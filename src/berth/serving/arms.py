@@ -63,7 +63,7 @@ def load_candidate(plane: DataPlane, slot: ModelSlot, uri: str, registry: Regist
     from berth.serving.slot import start_runner
 
     started = time.perf_counter()
-    model = load_source(uri, trust=plane.settings.trust, registry=registry)
+    model = load_source(uri, trust=plane.settings.trust, registry=registry, compiled=plane.settings.compiled)
     if model.name != slot.name and len(plane.slots) > 1:
         raise BerthError(f"the candidate {uri} is a model named {model.name!r}, not {slot.name!r}")
     if not plane.settings.allow_signature_change:

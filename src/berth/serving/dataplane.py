@@ -56,11 +56,11 @@ class ModelSource:
         return self.uri or (self.model.source if self.model else "?")
 
 
-def load_source(uri: str, *, trust: bool, registry: Registry | None = None) -> LoadedModel:
+def load_source(uri: str, *, trust: bool, registry: Registry | None = None, compiled: bool = True) -> LoadedModel:
     """Load a bundle (or a ``models:/`` URI, from ``registry``), or import a plain model file into a temporary
-    bundle first (pickle needs ``trust``)."""
+    bundle first (pickle needs ``trust``); ``compiled``: predict with its compiled twin when it has one."""
     with open_model(uri, registry=registry, trust=trust) as bundle:
-        return load_bundle(bundle, trust=trust)
+        return load_bundle(bundle, trust=trust, compiled=compiled)
 
 
 def version_of(model: LoadedModel) -> str:
@@ -135,7 +135,8 @@ class DataPlane:
             started = time.perf_counter()
             try:
                 registry = source.registry or self.registry
-                model = source.model or load_source(source.uri or "", trust=self.settings.trust, registry=registry)
+                model = source.model or load_source(source.uri or "", trust=self.settings.trust, registry=registry,
+                                                          compiled=self.settings.compiled)
                 name = source.name or model.name
                 if name in self.slots:
                     raise BerthError(f"two models are named {name!r}; name them on the command line: "

@@ -128,7 +128,8 @@ class BerthReplica:
         named = [ModelSource.of(source) for source in sources]  # NAME=URI keeps its name on every replica
         registry = registry_for(named, None, self.settings.registry_url)  # this process's entry point
         self.sources = [ModelSource(model=load_source(source.uri or "", trust=self.settings.trust,
-                                                      registry=registry), name=source.name) for source in named]
+                                                      registry=registry, compiled=self.settings.compiled),
+                                    name=source.name) for source in named]
         self.berth_app: Any = None
 
     def __serve_build_asgi_app__(self) -> ASGIApp:

@@ -194,7 +194,7 @@ class AliasFollower:
 
         started = time.perf_counter()
         model = load_source(target.uri, trust=self.plane.settings.trust,
-                            registry=self.plane.registry_of(slot.name))
+                            registry=self.plane.registry_of(slot.name), compiled=self.plane.settings.compiled)
         if not self.plane.settings.allow_signature_change:
             check_compatible(slot.runner.signature, model.signature)
         runner = start_runner(slot.name, model, str(target.version), self.plane.settings, self.plane.metrics,

@@ -40,6 +40,8 @@ class ServeSettings(BaseSettings):
                                                   "example rows from the training sample).")
     protect_metrics: bool = Field(False, description="Also require a key for /metrics (it names the models).")
     trust: bool = Field(False, description="Allow pickle-based payloads (they run code when loaded).")
+    compiled: bool = Field(True, description="Predict with a bundle's compiled twin (ONNX, proven equivalent at "
+                           "save) when it has one; false serves the original model (--no-compiled).")
     heartbeat_timeout_s: float = Field(30.0, gt=0, le=3600, description="A worker silent this long (event loop "
                                        "blocked, process stopped, or a predict call running longer than timeout_s "
                                        "plus this) is killed and replaced.")
