@@ -20,8 +20,8 @@ import numpy as np
 
 from berth.errors import FlavorError, TrustError
 from berth.flavors.base import Flavor, Predictor, SavedPayload, class_path
-from berth.flavors.skops_import import import_skops_io
 from berth.flavors.sklearn_matrix import matrix_twin
+from berth.flavors.skops_import import import_skops_io
 
 if TYPE_CHECKING:
     from berth.manifest import Manifest

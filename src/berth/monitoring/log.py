@@ -46,7 +46,6 @@ import numpy as np
 import pyarrow as pa
 
 from berth.coercion import is_frame
-
 from berth.monitoring.store import FEATURE_PREFIX, FEEDBACK, Store
 from berth.signature import ColumnSpec, Signature
 
