@@ -212,7 +212,7 @@ def render(all_cases: list[Case], runs: int, before: Path | None) -> str:
         if case.label.startswith("before"):
             continue
         flask = by.get((case.model, "gunicorn(1), Flask tutorial app"))
-        earlier = by.get((case.model, case.label.replace("berth", "before", 1)))
+        earlier = by.get((case.model, "before" + case.label[5:])) if case.label.startswith("berth") else None
         target = ""
         if case.label.startswith("berth onnx"):
             workers = int(case.label.rsplit(" ", 1)[1])
