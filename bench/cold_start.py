@@ -175,7 +175,7 @@ def cases(paths: dict[str, Path], work: Path, before: Path | None) -> list[Case]
     return found
 
 
-def measure(all_cases: list[Case], runs: int) -> None:
+def measure(all_cases: list[Case], runs: int, after_round: Callable[[int], None]) -> None:
     for round_ in range(runs + 1):  # round 0 warms caches and is not counted
         for case in all_cases:
             time_start(case)
@@ -184,6 +184,8 @@ def measure(all_cases: list[Case], runs: int) -> None:
                 case.failures.clear()
             elif case.seconds:
                 print(f"round {round_}: {case.model:6} {case.label:40} {case.seconds[-1]:6.2f} s", file=sys.stderr)
+        if round_:
+            after_round(round_)
 
 
 def seconds(value: float | None) -> str:
@@ -194,7 +196,7 @@ def ratio(a: float | None, b: float | None) -> str:
     return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
 
-def render(all_cases: list[Case], runs: int, before: Path | None) -> str:
+def render(all_cases: list[Case], runs: int, before: Path | None, rounds: int | None = None) -> str:
     by = {(c.model, c.label): c for c in all_cases}
     lines = [
         "# Cold start",
@@ -203,7 +205,8 @@ def render(all_cases: list[Case], runs: int, before: Path | None) -> str:
         f"{' --before ...' if before else ''}`: Python {platform.python_version()} on {platform.machine()}, "
         f"{os.cpu_count()} cores (shared with other work: compare ratios from one run, not absolute seconds). "
         "Seconds from process start to the first ready answer (berth: `GET /health/ready` 200, every worker "
-        "serving; gunicorn: the first `POST /predict` 200), median of the runs, cases taking turns.",
+        "serving; gunicorn: the first `POST /predict` 200), median of the runs, cases taking turns."
+        + (f" Interrupted: {rounds} of {runs} rounds done." if rounds is not None and rounds < runs else ""),
         "",
         "| model | server | median s | min s | max s | / gunicorn(1) | now / before | target |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
@@ -253,16 +256,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.before is not None and not args.before.is_file():
         parser.error(f"--before {args.before}: no such file")
     work = Path(tempfile.mkdtemp(prefix="berth-cold-start-"))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(rounds: int) -> None:  # after every round: an interrupted run keeps what it measured
+        args.output.write_text(render(all_cases, args.runs, args.before, rounds))
+
     try:
         paths = make_models(work)
         all_cases = cases(paths, work, args.before)
-        measure(all_cases, args.runs)
+        measure(all_cases, args.runs, write)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report = render(all_cases, args.runs, args.before)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
-    print(report)
+    print(args.output.read_text())
     print(f"written to {args.output}", file=sys.stderr)
 
 
