@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -34,10 +35,12 @@ def listening_sockets(port: int) -> int:
 class ServerProcess:
     _output: str | None = None  # what the server printed, once read after it exited
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, launcher: Sequence[str] | None = None) -> None:
+        """``berth serve ARGS`` on a free port; ``launcher`` replaces the ``berth`` script (a wrapper taking the
+        same arguments, e.g. ``[python, support/modules_at_ready.py, OUT]``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [str(BERTH), "serve", *args, "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [*(launcher or [str(BERTH)]), "serve", *args, "--host", "127.0.0.1", "--port", str(self.port)]
         # the repository root on the path, so bundles of test-only model classes (tests.serving.models) load
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -4,18 +4,25 @@ Accepted shapes for the ``table`` layout: a DataFrame, a 2-D array, a list of ro
 records (dicts), a dict of columns, or a single record (dict of scalars). The fast path (all-numeric rows) is
 one ``np.asarray`` and one finiteness check; only input that fails it is examined value by value, to say
 which row and which field is wrong.
+
+pandas is imported only when a DataFrame is made (a model that takes one, a date-time column): a server whose
+model takes a numeric matrix never imports it. Input values of pandas' types are recognised through
+``sys.modules`` (a DataFrame cannot exist before pandas is imported).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from berth.errors import SignatureError
 from berth.signature import ColumnSpec, Signature
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Target = Literal["dataframe", "ndarray"]
 MAX_DETAILS = 50
@@ -101,12 +108,29 @@ def coerce(signature: Signature, data: Any, *, to: Target = "dataframe", dtype: 
                               dtype or _common_dtype(signature), problems, columns=signature.columns)
         problems.raise_if_any()
         return matrix
-    return pd.DataFrame(checked, columns=signature.names)
+    return _pandas().DataFrame(checked, columns=signature.names)
+
+
+def _pandas() -> Any:
+    import pandas
+
+    return pandas
+
+
+def is_frame(value: Any) -> bool:
+    """Whether ``value`` is a pandas DataFrame (without importing pandas)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(value, pandas.DataFrame)
+
+
+def _is_series(value: Any) -> bool:
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(value, pandas.Series)
 
 
 def matrix_to_frame(signature: Signature, matrix: np.ndarray) -> pd.DataFrame:
     """A validated numeric matrix as the DataFrame the model expects (names and per-column dtypes)."""
-    frame = pd.DataFrame(matrix, columns=signature.names, copy=False)
+    frame = _pandas().DataFrame(matrix, columns=signature.names, copy=False)
     casts = {c.name: c.dtype for c in signature.columns
              if c.dtype != matrix.dtype.name and not (c.is_integer and c.nullable)}  # gaps stay float
     return frame.astype(casts) if casts else frame
@@ -125,7 +149,7 @@ def _common_dtype(signature: Signature) -> str:
 
 def _table_columns(signature: Signature, data: Any, problems: _Problems) -> np.ndarray | dict[str, Any]:
     width = len(signature.columns)
-    if isinstance(data, pd.DataFrame):
+    if is_frame(data):
         return _named_columns(signature, {str(k): data[k].to_numpy() for k in data.columns}, problems)
     if isinstance(data, dict):
         if data and all(not _is_sequence(v) for v in data.values()):
@@ -147,7 +171,7 @@ def _table_columns(signature: Signature, data: Any, problems: _Problems) -> np.n
 
 
 def _is_sequence(value: Any) -> bool:
-    return isinstance(value, list | tuple | np.ndarray | pd.Series)
+    return isinstance(value, list | tuple | np.ndarray) or _is_series(value)
 
 
 def _rows(signature: Signature, rows: Any, width: int, problems: _Problems) -> np.ndarray | dict[str, Any]:
@@ -233,7 +257,7 @@ def _named_columns(signature: Signature, data: dict[str, Any], problems: _Proble
 
 
 def _column_values(name: str, data: Any, problems: _Problems) -> Any:
-    if isinstance(data, pd.DataFrame):
+    if is_frame(data):
         if name not in data.columns:
             problems.add("column is required", field=name)
             return []
@@ -265,7 +289,10 @@ def _check_column(spec: ColumnSpec, values: Any, problems: _Problems) -> np.ndar
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or value is pd.NA
+    if value is None or (isinstance(value, float) and value != value):
+        return True
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and value is pandas.NA
 
 
 def _check_numeric(spec: ColumnSpec, array: np.ndarray, problems: _Problems) -> np.ndarray:
@@ -324,7 +351,8 @@ def _check_string(spec: ColumnSpec, array: np.ndarray, problems: _Problems) -> n
 
 
 def _check_datetime(spec: ColumnSpec, array: np.ndarray, problems: _Problems) -> np.ndarray:
-    parsed = pd.to_datetime(pd.Series(array), errors="coerce")
+    pandas = _pandas()
+    parsed = pandas.to_datetime(pandas.Series(array), errors="coerce")
     for i in np.flatnonzero(parsed.isna().to_numpy()):
         value = array[i]
         if not _missing(value):

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from berth import storage
-from berth.bundle import default_name
 from berth.errors import (
     BerthError,
     BundleError,
@@ -109,6 +108,8 @@ def import_model(
     rows, synthetic = sample_rows(sample, model, metadata)
     reference = fit_reference(reference, rows)
     origin = {"file": Path(str(path)).name, "sha256": digest, "format": kind}
+    from berth.bundle import default_name  # the save side (pandas, reference statistics): not for open_model
+
     bundle_name = name if name is not None else default_name(output)
     return write_bundle(model, output, origin, sample=rows, synthetic=synthetic, name=bundle_name,
                         format=format, metadata=metadata, overwrite=overwrite, examples=examples,

@@ -25,7 +25,6 @@ from berth import environment
 from berth.errors import FlavorError
 from berth.flavors.base import Flavor, Predictor, SavedPayload, class_path, module_roots
 from berth.signature import json_ready
-from berth.signature_inference import sample_to_frame
 
 if TYPE_CHECKING:
     from berth.manifest import Manifest
@@ -224,6 +223,8 @@ def numeric_sample(model: Any, sample: Any) -> np.ndarray:
     if sample is None:
         raise FlavorError("converting a scikit-learn model to ONNX needs sample= (a few rows of training "
                           "data): it gives the input width, and the converted model is checked on it")
+    from berth.signature_inference import sample_to_frame  # the save side: pandas, not needed to load
+
     frame = sample_to_frame(sample)
     text = [str(c) for c in frame.columns if getattr(frame[c].dtype, "kind", "O") not in "biuf"]
     if text:

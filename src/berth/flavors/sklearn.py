@@ -21,6 +21,7 @@ import numpy as np
 from berth.errors import FlavorError, TrustError
 from berth.flavors.base import Flavor, Predictor, SavedPayload, class_path
 from berth.flavors.sklearn_matrix import matrix_twin
+from berth.flavors.skops_import import import_skops_io
 
 if TYPE_CHECKING:
     from berth.manifest import Manifest
@@ -106,10 +107,8 @@ class SklearnFlavor(Flavor):
         path = directory / PAYLOAD[format]
         try:
             if format == "skops":
-                import skops.io
-
-                skops.io.dump(model, path, compression=zipfile.ZIP_DEFLATED,
-                              compresslevel=options.get("compresslevel", 6))
+                import_skops_io().dump(model, path, compression=zipfile.ZIP_DEFLATED,
+                                       compresslevel=options.get("compresslevel", 6))
             elif format == "joblib":
                 import joblib
 
@@ -135,9 +134,8 @@ class SklearnFlavor(Flavor):
 
 
 def load_skops(path: Path, *, trust: bool, trusted_types: list[str]) -> Any:
-    import skops.io
-
-    untrusted = skops.io.get_untrusted_types(file=path)
+    skops_io = import_skops_io()  # skops' own trusted-type list, built faster (see berth.flavors.skops_import)
+    untrusted = skops_io.get_untrusted_types(file=path)
     refused = sorted(set(untrusted) - BERTH_TRUSTED_TYPES - set(trusted_types))
     if refused and not trust:
         raise TrustError(
@@ -145,4 +143,4 @@ def load_skops(path: Path, *, trust: bool, trusted_types: list[str]) -> Any:
             "source, name them with trusted_types=[...] (--trusted-type) or pass trust=True (--trust)",
             [{"loc": ["payload", path.name], "msg": f"untrusted type {t}"} for t in refused],
         )
-    return skops.io.load(path, trusted=untrusted)
+    return skops_io.load(path, trusted=untrusted)

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
+from berth.coercion import is_frame
 from berth.monitoring.store import FEATURE_PREFIX, FEEDBACK, Store
 from berth.signature import ColumnSpec, Signature
 
@@ -319,7 +319,7 @@ def raw_columns(signature: Signature, data: Any, rows: int) -> dict[str, list[An
     """The request's values per column, as sent; None for a shape this does not read (coerce takes over)."""
     names = signature.names
     width = len(names)
-    if isinstance(data, pd.DataFrame):
+    if is_frame(data):
         data = {str(k): data[k].tolist() for k in data.columns}
     if isinstance(data, np.ndarray):
         data = data.reshape(1, -1).tolist() if data.ndim == 1 and width > 1 else data.tolist()
@@ -374,10 +374,27 @@ def coercions(specs: Iterable[ColumnSpec], values: dict[str, list[Any]], rows: i
 
 def feature_array(spec: ColumnSpec, values: list[Any]) -> pa.Array:
     if spec.is_numeric or spec.dtype == "bool":
-        series = pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce")
-        return pa.array(series.to_numpy(dtype="float64", na_value=np.nan), pa.float64(), from_pandas=True)
+        return pa.array(numeric_values(values), pa.float64(), from_pandas=True)
     return pa.array([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values],
                     pa.string())
+
+
+def numeric_values(values: list[Any]) -> np.ndarray:
+    """A numeric column's values as float64, anything that is not a number as NaN.
+
+    JSON requests give plain floats, small ints and nulls: those convert directly (exactly as pandas would);
+    anything else (strings of numbers, bools, numpy scalars, huge ints) goes through ``pandas.to_numeric``,
+    imported here, on the log writer's thread, not before the server is ready.
+    """
+    if all(v is None or type(v) is float or (type(v) is int and -EXACT_INT <= v <= EXACT_INT) for v in values):
+        return np.array([np.nan if v is None else v for v in values], dtype="float64")
+    import pandas as pd
+
+    series = pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce")
+    return np.asarray(series.to_numpy(dtype="float64", na_value=np.nan))
+
+
+EXACT_INT = 2**53  # integers up to this size are exactly a float64
 
 
 def output_array(values: np.ndarray) -> pa.Array:

@@ -32,17 +32,19 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from berth import config, names, storage
 from berth.errors import StorageError, UsageError
 from berth.names import check_model_name, is_model_name
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds  # imported where a log is read: it imports pandas, which a server does not need
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
@@ -286,6 +288,8 @@ class Store:
             raise StorageError(f"cannot read the monitoring log under {self.root}: {exc}") from exc
 
     def dataset(self, files: list[str], schema: pa.Schema | None = None) -> ds.Dataset:
+        import pyarrow.dataset as ds
+
         return ds.dataset(files, schema=schema or self.schema(files), format="parquet",
                           filesystem=self.fs if self.remote else None)
 
@@ -297,6 +301,8 @@ class Store:
         ``served_only`` keeps the answers callers got: no shadow rows, no failed requests (as
         :func:`berth.monitoring.log.served_rows` does for a table; files written before those columns have
         neither)."""
+        import pyarrow.dataset as ds
+
         files = self.files(model, kind, since, until)
         if not files:
             return None, None
@@ -320,6 +326,8 @@ class Store:
              request_ids: pa.Array | None = None) -> pa.Table:
         """Rows of ``model``'s log with ``since <= time < until`` (and of ``version``, and among
         ``request_ids``), oldest first."""
+
+        import pyarrow.dataset as ds
 
         def attempt() -> pa.Table:
             files = self.files(model, kind, since, until)

@@ -1,14 +1,29 @@
-"""The model server: ``serve`` to run it, ``create_app`` for your own ASGI server, ``ServeSettings``."""
+"""The model server: ``serve`` to run it, ``create_app`` for your own ASGI server, ``ServeSettings``.
+
+``create_app`` (FastAPI, numpy, the prediction log) is imported on first use: a supervisor of several workers
+imports this package but serves nothing itself, and starts its workers sooner without them.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from berth.serving.app import create_app
 from berth.serving.settings import ServeSettings
 
+if TYPE_CHECKING:
+    from berth.serving.app import create_app
+
 __all__ = ["ServeSettings", "create_app", "serve"]
+
+
+def __getattr__(name: str) -> Any:
+    if name != "create_app":
+        raise AttributeError(f"module 'berth.serving' has no attribute {name!r}")
+    from berth.serving.app import create_app
+
+    globals()["create_app"] = create_app
+    return create_app
 
 
 def serve(*sources: str | os.PathLike[str] | Any, backend: str = "local", replicas: int | None = None,

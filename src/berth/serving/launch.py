@@ -8,7 +8,7 @@ given": the ``BERTH_*`` environment, then the default, applies). :func:`plan` th
 2. drops SageMaker's ``serve`` start argument (the container is started as ``docker run IMAGE serve``);
 3. refuses a local path that does not exist, and a served name (``NAME=URI``) given twice or breaking the
    model-name rule, before any model is loaded or port bound;
-4. applies the cloud platform's variables (``berth.serving.platforms``): a port given explicitly wins over them;
+4. applies the cloud platform's variables (``berth.serving.platform_settings``): a port given explicitly wins over them;
 5. chooses the backend: berth's own worker processes, or Ray Serve replicas.
 
 :func:`launch` runs the plan. The CLI only parses options and calls :func:`launch`.
@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from berth.errors import UsageError
 from berth.registry.uri import is_model_uri
-from berth.serving import platforms
+from berth.serving import platform_settings
 from berth.serving.naming import split_named
 from berth.serving.settings import ServeSettings
 
@@ -95,7 +95,7 @@ def plan(sources: Sequence[Any], settings: Mapping[str, Any] | None = None, *, r
     check_arms(built)
     texts = [str(s) if isinstance(s, os.PathLike) else s for s in sources]
     if all(isinstance(s, str) for s in texts):
-        texts, started = platforms.split_start_argument(texts)
+        texts, started = platform_settings.split_start_argument(texts)
     else:
         started = False
     if not texts:
@@ -107,7 +107,7 @@ def plan(sources: Sequence[Any], settings: Mapping[str, Any] | None = None, *, r
     missing = missing_paths(texts)
     if missing:
         raise UsageError(f"nothing to serve at {', '.join(missing)}: no such file or directory")
-    built = platforms.resolve(built, environ, given=set(given), started=started)
+    built = platform_settings.resolve(built, environ, given=set(given), started=started)
     ray = ray or RayRequest()
     if ray.backend not in BACKENDS:
         raise UsageError(f"--backend is {' or '.join(BACKENDS)}, not {ray.backend!r}")

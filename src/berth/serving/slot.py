@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from berth import names
-from berth.coercion import coerce, matrix_to_frame
+from berth.coercion import coerce, is_frame, matrix_to_frame
 from berth.errors import BundleError
 from berth.model import LoadedModel
 from berth.serving.batching import Batcher
@@ -88,7 +87,9 @@ class Runner:
     def _stack(self, parts: Sequence[_Part]) -> Any:
         if len(parts) == 1:
             stacked = parts[0].inputs
-        elif isinstance(parts[0].inputs, pd.DataFrame):
+        elif is_frame(parts[0].inputs):
+            import pandas as pd
+
             stacked = pd.concat([p.inputs for p in parts], ignore_index=True)
         else:
             stacked = np.concatenate([p.inputs for p in parts])

@@ -30,6 +30,7 @@ import ctypes
 import ctypes.util
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -52,6 +53,7 @@ METRICS_PREFIX = "berth-metrics-"
 STATUS_FILE = "workers.json"
 LEGACY_EMPTY_AGE_S = 3600.0  # an ownerless, empty metrics directory older than this is stale
 READY, STARTING = b"R", b"S"
+STATE_POLL_S = 0.05  # how soon a worker's heartbeat follows a change of its state
 
 
 # ---------------------------------------------------------------------------------------------- worker side
@@ -108,17 +110,24 @@ class Heartbeat:
         return True
 
     async def run(self) -> None:
+        """Beat every ``interval_s``, and at once when the state changes (a worker that has just loaded its models
+        tells the supervisor now, not up to an interval later: readiness of the pool waits for that beat)."""
+        sent: bytes | None = None
+        last = -math.inf
         while True:
-            if not self.beat():
-                log.error("supervisor is gone; worker %s exits", os.getpid())
-                os._exit(1)
-            await asyncio.sleep(self.interval_s)
+            state = self.state()
+            if state != sent or time.monotonic() - last >= self.interval_s:
+                if not self.beat():
+                    log.error("supervisor is gone; worker %s exits", os.getpid())
+                    os._exit(1)
+                sent, last = state, time.monotonic()
+            await asyncio.sleep(min(self.interval_s, STATE_POLL_S))
 
 
 class PoolStatus:
     """A worker's view of the supervisor's pool status file (cached briefly: probes may come often)."""
 
-    def __init__(self, path: str | os.PathLike[str], max_age_s: float = 0.5) -> None:
+    def __init__(self, path: str | os.PathLike[str], max_age_s: float = 0.1) -> None:
         self.path = Path(path)
         self.max_age_s = max_age_s
         self._read_at = -1e9
