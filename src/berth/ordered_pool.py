@@ -1,10 +1,10 @@
 """``ordered_map``: apply a function to a stream of items on a few threads, results in input order, bounded.
 
-At most ``in_flight`` items are submitted and not yet taken by the consumer, so memory holds that many items
-and results whatever the stream's length, and a slow consumer (a writer) holds the producer back instead of
-letting results pile up. With one worker it is a plain loop in the caller's thread. An exception of the
-function reaches the consumer at that item's place in the order, after every earlier result; the items not yet
-started are cancelled and the running ones finish before it propagates.
+At most ``in_flight`` items are taken from the stream whose results the consumer has not taken yet, so memory
+holds that many items and results whatever the stream's length, and a slow consumer (a writer) holds the
+producer back instead of letting results pile up. With one worker it is a plain loop in the caller's thread.
+An exception of the function reaches the consumer at that item's place in the order, after every earlier
+result; the items not yet started are cancelled and the running ones finish before it propagates.
 
 Threads, not processes: the work it runs (numpy, Arrow, onnxruntime, scikit-learn's tree traversal) releases
 the GIL, and a thread shares the loaded model instead of loading or copying it (see docs/design-notes.md).
@@ -36,9 +36,9 @@ def ordered_map(function: Callable[[T], R], items: Iterable[T], *, workers: int,
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="berth-batch") as pool:
         try:
             for item in items:
+                pending.append(pool.submit(function, item))
                 if len(pending) >= limit:
                     yield pending.popleft().result()
-                pending.append(pool.submit(function, item))
             while pending:
                 yield pending.popleft().result()
         finally:
