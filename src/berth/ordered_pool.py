@@ -7,7 +7,7 @@ An exception of the function reaches the consumer at that item's place in the or
 result; the items not yet started are cancelled and the running ones finish before it propagates.
 
 Threads, not processes: the work it runs (numpy, Arrow, onnxruntime, scikit-learn's tree traversal) releases
-the GIL, and a thread shares the loaded model instead of loading or copying it (see docs/design-notes.md).
+the GIL, and a thread shares the loaded model instead of loading or copying it.
 """
 
 from __future__ import annotations
