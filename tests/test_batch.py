@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression
 
 import berth
-from berth.batch import predict_file, table_format
+from berth.batch import default_threads, predict_file, table_format
 from berth.model import LoadedModel
 
 Iris = tuple[pd.DataFrame, pd.Series]
@@ -307,3 +308,36 @@ def test_ordered_map_raises_at_the_failing_items_place_after_earlier_results() -
         for result in ordered_map(work, range(20), workers=3):
             got.append(result)
     assert got == [0, 1, 2, 3, 4]
+
+
+class ThreadRecorder:
+    """A python-flavor model that notes the threads it predicts on."""
+
+    def __init__(self) -> None:
+        self.threads: set[int] = set()
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        self.threads.add(threading.get_ident())
+        return np.zeros(len(frame))
+
+
+def test_a_python_model_is_called_from_one_thread_unless_asked(tmp_path: Path, iris_data: Iris) -> None:
+    X, _ = iris_data
+    berth.save(ThreadRecorder(), tmp_path / "recorder", sample=X.head(5), flavor="python")
+    model = berth.load(tmp_path / "recorder", trust=True)
+    rows = write_table(X, tmp_path / "rows.csv")
+    predict_file(model, rows, tmp_path / "out.csv", chunk_size=5)
+    assert len(model.predictor.model.threads) == 1  # type: ignore[attr-defined]
+    assert default_threads(model) == 1
+
+
+def test_a_scikit_learn_model_gets_a_thread_per_core(model: LoadedModel) -> None:
+    assert default_threads(model) == len(os.sched_getaffinity(0))
+
+
+def test_an_empty_csv_is_refused_as_before(tmp_path: Path, model: LoadedModel, iris_data: Iris) -> None:
+    X, _ = iris_data
+    header_only = tmp_path / "header.csv"
+    X.head(0).to_csv(header_only, index=False)
+    with pytest.raises(berth.UsageError, match="no rows to score"):
+        predict_file(model, header_only, tmp_path / "out.csv")

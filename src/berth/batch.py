@@ -35,6 +35,7 @@ DEFAULT_CHUNK_SIZE = 10_000
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
 ROW_COLUMN = "row"
+CONCURRENT_FLAVORS = frozenset({"sklearn", "onnx", "xgboost", "lightgbm", "catboost"})
 
 Chunk = Any
 """A chunk of rows: a ``pyarrow.Table`` (CSV and Parquet) or a ``pandas.DataFrame`` (JSON Lines, lenient CSV)."""
@@ -121,14 +122,14 @@ def predict_file(model: LoadedModel, input: str | os.PathLike[str], output: str 
                  threads: int | None = None) -> BatchResult:
     """Score every row of ``input`` and write the predictions, beside an id column, to ``output``.
 
-    Chunks are scored on ``threads`` threads (default: one per core), at most two per thread in flight, and
-    written in input order: the output is the same file whatever the number of threads."""
+    Chunks are scored on ``threads`` threads (default: :func:`default_threads`), at most two per thread in
+    flight, and written in input order: the output is the same file whatever the number of threads."""
     if probabilities and not model.has_proba:
         raise UsageError(f"model {model.name!r} gives no class probabilities; drop --probabilities")
     if chunk_size < 1:
         raise UsageError(f"the chunk size must be at least 1, not {chunk_size}")
     check_paths(input, output)
-    workers = default_threads() if threads is None else threads
+    workers = default_threads(model) if threads is None else threads
     if workers < 1:
         raise UsageError(f"the number of threads must be at least 1, not {workers}")
     # ids are identifiers: read from CSV as the text they are (leading zeros kept, one type in every chunk)
@@ -154,8 +155,12 @@ def predict_file(model: LoadedModel, input: str | os.PathLike[str], output: str 
     return BatchResult(done, str(output), columns)
 
 
-def default_threads() -> int:
-    """One scoring thread per core this process may run on."""
+def default_threads(model: LoadedModel) -> int:
+    """One scoring thread per core for a model whose runtime predicts on one thread and may be called from
+    several (scikit-learn, onnxruntime, the boosting libraries, compiled twins); else one (torch and Keras
+    use every core already; a python-flavor model is the user's code, not known to allow concurrent calls)."""
+    if model.manifest.flavor not in CONCURRENT_FLAVORS and not getattr(model, "compiled", False):
+        return 1
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

@@ -15,7 +15,6 @@ Writers take Arrow tables: CSV with ``pyarrow.csv.CSVWriter``, Parquet with ``py
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
@@ -67,13 +66,11 @@ def typed_csv_chunks(path: str, chunk_size: int, types: dict[str, pa.DataType]) 
     Columns not in ``types`` are read as text (a signature has no such column; validation names it)."""
     import pyarrow.csv as pacsv
 
-    with ExitStack() as stack:
-        stream = stack.enter_context(_open_binary(path))
-        header = _header(path)
-        convert = pacsv.ConvertOptions(
-            column_types={name: types.get(name, pa.string()) for name in header}, null_values=NA_VALUES,
-            strings_can_be_null=True, quoted_strings_can_be_null=True)
+    with _open_binary(path) as stream:
         try:
+            convert = pacsv.ConvertOptions(
+                column_types={name: types.get(name, pa.string()) for name in _header(path)},
+                null_values=NA_VALUES, strings_can_be_null=True, quoted_strings_can_be_null=True)
             reader = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
                                     convert_options=convert)
             yield from rechunk(_batches(reader), chunk_size)

@@ -192,8 +192,9 @@ def predict_command(
     chunk_size: Annotated[int, typer.Option(
         "--chunk-size", min=1, help="Rows read and scored at once.")] = 10_000,
     threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="Chunks scored at once, each on a thread (default: one per core; 1 scores "
-                                 "chunk after chunk). Output order is input order either way.")] = None,
+        "--threads", min=1, help="Chunks scored at once, each on a thread (default: one per core for models "
+                                 "whose runtime allows it, scikit-learn, ONNX, boosting libraries; else 1). "
+                                 "Output order is input order either way.")] = None,
     trust: Trust = False,
     trusted_type: TrustedTypes = None,
     allow_version_mismatch: AllowMismatch = False,

@@ -278,7 +278,7 @@ Scored = Iterator[tuple[Partition, "pa.Table"]]
 def run_local(spec: ModelSpec, partitions: Sequence[Partition], options: ScoreOptions,
               model: LoadedModel | None = None) -> Scored:
     model = model or spec.load()
-    options = replace(options, threads=options.threads or default_threads())  # one process: every core
+    options = replace(options, threads=options.threads or default_threads(model))  # one process: every core
     for partition in partitions:
         yield partition, score_partition(model, partition, options)
 
