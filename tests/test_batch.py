@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
@@ -12,7 +16,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression
 
 import berth
-from berth.batch import predict_file, table_format
+from berth.batch import default_threads, predict_file, table_format
 from berth.model import LoadedModel
 
 Iris = tuple[pd.DataFrame, pd.Series]
@@ -183,3 +187,159 @@ def test_unknown_extensions_and_scoring_in_place_are_usage_errors(tmp_path: Path
         predict_file(model, rows, tmp_path / "out.xlsx")
     with pytest.raises(berth.UsageError, match="must not be the input"):
         predict_file(model, rows, rows)
+
+
+# ------------------------------------------------------------------------------------------ parallel chunks
+
+
+@pytest.mark.parametrize("target", FORMATS)
+@pytest.mark.parametrize("source", ["csv", "parquet", "jsonl"])
+def test_parallel_scoring_writes_what_one_thread_writes(tmp_path: Path, model: LoadedModel, iris_data: Iris,
+                                                        source: str, target: str) -> None:
+    X, _ = iris_data
+    rows = write_table(X.assign(key=[f"k{i:04d}" for i in range(len(X))]), tmp_path / f"rows.{source}")
+    one, four = tmp_path / f"one.{target}", tmp_path / f"four.{target}"
+    predict_file(model, rows, one, id_column="key", probabilities=True, chunk_size=9, threads=1)
+    predict_file(model, rows, four, id_column="key", probabilities=True, chunk_size=9, threads=4)
+    pd.testing.assert_frame_equal(read_table(four), read_table(one))
+    assert read_table(four)["key"].tolist() == [f"k{i:04d}" for i in range(len(X))]
+    if target != "parquet":
+        assert four.read_bytes() == one.read_bytes()
+
+
+def test_the_first_bad_chunk_in_input_order_is_the_error_whatever_finishes_first(
+        tmp_path: Path, model: LoadedModel, iris_data: Iris) -> None:
+    X, _ = iris_data
+    frame = X.astype(object)
+    frame.loc[31, "petal width (cm)"] = "narrow"
+    frame.loc[140, "sepal length (cm)"] = "long"
+    rows = write_table(frame, tmp_path / "rows.csv")
+    with pytest.raises(berth.SignatureError) as caught:
+        predict_file(model, rows, tmp_path / "out.csv", chunk_size=10, threads=4)
+    assert caught.value.details == [{"loc": [31, "petal width (cm)"], "msg": "expected a number, got string "
+                                                                             "'narrow'"}]
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_missing_value_in_a_csv_is_named_by_the_typed_reader(tmp_path: Path, model: LoadedModel,
+                                                               iris_data: Iris) -> None:
+    X, _ = iris_data
+    frame = X.copy()
+    frame.loc[77, "sepal width (cm)"] = np.nan
+    rows = write_table(frame, tmp_path / "rows.csv")
+    with pytest.raises(berth.SignatureError) as caught:
+        predict_file(model, rows, tmp_path / "out.csv", chunk_size=20, threads=2)
+    assert caught.value.details == [{"loc": [77, "sepal width (cm)"],
+                                     "msg": "missing value (null/NaN) is not allowed"}]
+
+
+def test_a_compressed_csv_is_read_like_a_plain_one(tmp_path: Path, model: LoadedModel, iris_data: Iris,
+                                                   iris_forest: RandomForestClassifier) -> None:
+    X, _ = iris_data
+    X.to_csv(tmp_path / "rows.csv.gz", index=False)
+    predict_file(model, tmp_path / "rows.csv.gz", tmp_path / "out.csv", chunk_size=32)
+    assert pd.read_csv(tmp_path / "out.csv")["prediction"].tolist() == iris_forest.predict(X).tolist()
+
+
+def test_threads_below_one_are_a_usage_error(tmp_path: Path, model: LoadedModel, iris_data: Iris) -> None:
+    X, _ = iris_data
+    with pytest.raises(berth.UsageError, match="threads"):
+        predict_file(model, write_table(X, tmp_path / "rows.csv"), tmp_path / "out.csv", threads=0)
+
+
+@pytest.mark.parametrize("sizes", [[1000], [7, 7, 7], [3, 50, 1, 1, 96], [149, 1]])
+def test_arrow_batches_of_any_size_become_chunks_of_the_asked_size(sizes: list[int]) -> None:
+    import pyarrow as pa
+
+    from berth.batch_io import rechunk
+
+    values = np.arange(sum(sizes))
+    starts = np.cumsum([0, *sizes])
+    batches = [pa.record_batch({"x": values[a:b]}) for a, b in itertools.pairwise(starts)]
+    chunks = list(rechunk(iter(batches), 40))
+    assert [c.num_rows for c in chunks[:-1]] == [40] * (len(chunks) - 1) and 0 < chunks[-1].num_rows <= 40
+    assert np.concatenate([c.column("x").to_numpy() for c in chunks]).tolist() == values.tolist()
+
+
+def test_ordered_map_gives_input_order_when_later_items_finish_first() -> None:
+    from berth.ordered_pool import ordered_map
+
+    later_done = threading.Event()
+
+    def work(i: int) -> int:
+        if i == 0:
+            assert later_done.wait(timeout=30)  # the first item finishes only after the second
+        else:
+            later_done.set()
+        return i * i
+
+    assert list(ordered_map(work, range(6), workers=2)) == [0, 1, 4, 9, 16, 25]
+
+
+@pytest.mark.parametrize(("workers", "in_flight"), [(1, None), (2, None), (3, 3), (4, 1)])
+def test_ordered_map_holds_at_most_in_flight_items(workers: int, in_flight: int | None) -> None:
+    from berth.ordered_pool import ordered_map
+
+    taken = [0]
+    held: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(40):
+            taken[0] += 1
+            yield i
+
+    consumed = 0
+    for result in ordered_map(lambda i: i, items(), workers=workers, in_flight=in_flight):
+        consumed += 1
+        held.append(taken[0] - consumed + 1)  # taken from the stream, result not consumed before this one
+        assert result == consumed - 1
+    limit = in_flight if in_flight is not None else 2 * workers
+    assert max(held) <= max(limit, 1) and consumed == 40
+
+
+def test_ordered_map_raises_at_the_failing_items_place_after_earlier_results() -> None:
+    from berth.ordered_pool import ordered_map
+
+    def work(i: int) -> int:
+        if i == 5:
+            raise ValueError("item 5")
+        return i
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="item 5"):
+        for result in ordered_map(work, range(20), workers=3):
+            got.append(result)
+    assert got == [0, 1, 2, 3, 4]
+
+
+class ThreadRecorder:
+    """A python-flavor model that notes the threads it predicts on."""
+
+    def __init__(self) -> None:
+        self.threads: set[int] = set()
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        self.threads.add(threading.get_ident())
+        return np.zeros(len(frame))
+
+
+def test_a_python_model_is_called_from_one_thread_unless_asked(tmp_path: Path, iris_data: Iris) -> None:
+    X, _ = iris_data
+    berth.save(ThreadRecorder(), tmp_path / "recorder", sample=X.head(5), flavor="python")
+    model = berth.load(tmp_path / "recorder", trust=True)
+    rows = write_table(X, tmp_path / "rows.csv")
+    predict_file(model, rows, tmp_path / "out.csv", chunk_size=5)
+    assert len(model.predictor.model.threads) == 1  # type: ignore[attr-defined]
+    assert default_threads(model) == 1
+
+
+def test_a_scikit_learn_model_gets_a_thread_per_core(model: LoadedModel) -> None:
+    assert default_threads(model) == len(os.sched_getaffinity(0))
+
+
+def test_an_empty_csv_is_refused_as_before(tmp_path: Path, model: LoadedModel, iris_data: Iris) -> None:
+    X, _ = iris_data
+    header_only = tmp_path / "header.csv"
+    X.head(0).to_csv(header_only, index=False)
+    with pytest.raises(berth.UsageError, match="no rows to score"):
+        predict_file(model, header_only, tmp_path / "out.csv")

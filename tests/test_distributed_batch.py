@@ -73,7 +73,7 @@ def test_partitions_cover_every_row_once_in_order(dataset: Path, partition_rows:
     assert [p.offset for p in work.partitions] == list(np.cumsum([0] + [p.rows for p in work.partitions])[:-1])
     files = sorted({p.path for p in work.partitions})
     assert [Path(f).name for f in files] == ["a.parquet", "b.parquet", "c.parquet", "d.parquet"]
-    read = pd.concat([frame for p in work.partitions for frame in read_partition(p, chunk_size=9)],
+    read = pd.concat([table.to_pandas() for p in work.partitions for table in read_partition(p, chunk_size=9)],
                      ignore_index=True)
     pd.testing.assert_frame_equal(read, pd.read_parquet(whole(dataset, dataset.parent)))
 

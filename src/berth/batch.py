@@ -14,15 +14,17 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from berth import storage
+from berth.batch_io import TypedReadError
 from berth.errors import StorageError, UsageError
+from berth.ordered_pool import ordered_map
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -33,7 +35,10 @@ DEFAULT_CHUNK_SIZE = 10_000
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
 ROW_COLUMN = "row"
+CONCURRENT_FLAVORS = frozenset({"sklearn", "onnx", "xgboost", "lightgbm", "catboost"})
 
+Chunk = Any
+"""A chunk of rows: a ``pyarrow.Table`` (CSV and Parquet) or a ``pandas.DataFrame`` (JSON Lines, lenient CSV)."""
 Progress = Callable[[int, int | None], None]
 """Called after each chunk with the rows done so far and the total, when the input's metadata tells it."""
 
@@ -75,6 +80,8 @@ def iter_chunks(
     CSV holds only text: with a ``signature`` its string columns stay text and its numeric columns become
     numbers, except the values that are not numbers, left as they are for validation to name.
     """
+    import pandas as pd
+
     if chunk_size < 1:
         raise UsageError(f"the chunk size must be at least 1, not {chunk_size}")
     source, options = _source(path)
@@ -111,107 +118,180 @@ def read_head(path: str | os.PathLike[str], rows: int = 1_000) -> pd.DataFrame:
 
 def predict_file(model: LoadedModel, input: str | os.PathLike[str], output: str | os.PathLike[str], *,
                  id_column: str | None = None, probabilities: bool = False,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE, progress: Progress | None = None) -> BatchResult:
-    """Score every row of ``input`` and write the predictions, beside an id column, to ``output``."""
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, progress: Progress | None = None,
+                 threads: int | None = None) -> BatchResult:
+    """Score every row of ``input`` and write the predictions, beside an id column, to ``output``.
+
+    Chunks are scored on ``threads`` threads (default: :func:`default_threads`), at most two per thread in
+    flight, and written in input order: the output is the same file whatever the number of threads."""
     if probabilities and not model.has_proba:
         raise UsageError(f"model {model.name!r} gives no class probabilities; drop --probabilities")
+    if chunk_size < 1:
+        raise UsageError(f"the chunk size must be at least 1, not {chunk_size}")
     check_paths(input, output)
-    total, done, columns = count_rows(input), 0, []
+    workers = default_threads(model) if threads is None else threads
+    if workers < 1:
+        raise UsageError(f"the number of threads must be at least 1, not {workers}")
     # ids are identifiers: read from CSV as the text they are (leading zeros kept, one type in every chunk)
     text_columns = (id_column,) if id_column and id_column not in model.signature.names else ()
+
+    def score(numbered: tuple[int, Chunk]) -> pa.Table:
+        offset, chunk = numbered
+        return score_chunk(model, chunk, offset, id_column=id_column, probabilities=probabilities)
+
+    def run(typed: bool) -> tuple[int, list[str]]:
+        chunks = _numbered(_chunks(input, chunk_size, model.signature, text_columns, typed))
+        return _write_all(ordered_map(score, chunks, workers=workers), staged, table_format(output), progress,
+                          count_rows(input))
+
     with storage.staged_file(output) as staged:
-        writer = TableWriter(staged, table_format(output))
+        typed = table_format(input) == "csv" and _typed_csv(model.signature, str(input))
         try:
-            for chunk in iter_chunks(input, chunk_size, signature=model.signature, text_columns=text_columns):
-                if chunk.empty:
-                    continue
-                frame = score_chunk(model, chunk, done, id_column=id_column, probabilities=probabilities)
-                writer.write(frame)
-                done += len(frame)
-                columns = list(frame.columns)
-                if progress:
-                    progress(done, total)
-        finally:
-            writer.close()
+            done, columns = run(typed)
+        except TypedReadError:  # a value that is not of its column's type: again the lenient way, which names it
+            done, columns = run(False)
         if not done:
             raise UsageError(f"{input} has no rows to score")
     return BatchResult(done, str(output), columns)
 
 
-def score_chunk(model: LoadedModel, chunk: pd.DataFrame, row_offset: int, *, id_column: str | None = None,
-                probabilities: bool = False) -> pd.DataFrame:
-    """Predictions for one chunk, with the id column first; ``row_offset`` numbers its rows in the file."""
-    if id_column is not None and id_column not in chunk.columns:
+def default_threads(model: LoadedModel) -> int:
+    """One scoring thread per core for a model whose runtime predicts on one thread and may be called from
+    several (scikit-learn, onnxruntime, the boosting libraries, compiled twins); else one (torch and Keras
+    use every core already; a python-flavor model is the user's code, not known to allow concurrent calls)."""
+    if model.manifest.flavor not in CONCURRENT_FLAVORS and not getattr(model, "compiled", False):
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _typed_csv(signature: Signature, path: str) -> bool:
+    """Whether the typed Arrow reader applies: a table signature of numbers and text, a stream Arrow reads."""
+    from berth.batch_io import arrow_readable
+
+    return signature.layout == "table" and arrow_readable(path) and all(
+        c.is_numeric or c.dtype == "string" for c in signature.columns)
+
+
+def _chunks(path: str | os.PathLike[str], chunk_size: int, signature: Signature, text_columns: tuple[str, ...],
+            typed: bool) -> Iterator[Chunk]:
+    from berth import batch_io
+
+    if typed:
+        types = batch_io.csv_column_types(signature, text_columns)
+        yield from batch_io.typed_csv_chunks(str(path), chunk_size, types)
+    elif table_format(path) == "parquet":
+        _source(path)  # a clear error for a missing file
+        yield from batch_io.parquet_chunks(str(path), chunk_size)
+    else:
+        yield from iter_chunks(path, chunk_size, signature=signature, text_columns=text_columns)
+
+
+def _numbered(chunks: Iterator[Chunk]) -> Iterator[tuple[int, Chunk]]:
+    """Each non-empty chunk with the file row number of its first row."""
+    done = 0
+    for chunk in chunks:
+        rows = _rows(chunk)
+        if rows:
+            yield done, chunk
+            done += rows
+
+
+def _write_all(scored: Iterator[pa.Table], path: Path, kind: str, progress: Progress | None,
+               total: int | None) -> tuple[int, list[str]]:
+    from berth.batch_io import TableWriter
+
+    writer = TableWriter(path, kind)  # opens (and so truncates) the file at its first table
+    done, columns = 0, []
+    try:
+        for table in scored:
+            writer.write(table)
+            done += table.num_rows
+            columns = list(table.column_names)
+            if progress:
+                progress(done, total)
+    finally:
+        writer.close()
+    return done, columns
+
+
+def _rows(chunk: Chunk) -> int:
+    return int(chunk.num_rows) if hasattr(chunk, "num_rows") else len(chunk)
+
+
+def score_chunk(model: LoadedModel, chunk: Chunk, row_offset: int, *, id_column: str | None = None,
+                probabilities: bool = False) -> pa.Table:
+    """Predictions for one chunk (an Arrow table or a DataFrame), with the id column first.
+
+    ``row_offset`` numbers the chunk's rows in the file. The model gets the chunk's columns as the numpy arrays
+    a DataFrame of them would hold: validation and its errors are those of any other input."""
+    import pyarrow as pa
+
+    names = [str(c) for c in (chunk.column_names if isinstance(chunk, pa.Table) else chunk.columns)]
+    if id_column is not None and id_column not in names:
         raise UsageError(f"the input has no column {id_column!r} (--id-column); its columns are "
-                         + ", ".join(map(str, chunk.columns)))
-    features = chunk
-    if id_column is not None and id_column not in model.signature.names:
-        features = chunk.drop(columns=[id_column])
-    inputs = model.prepare(features, row_offset=row_offset)
+                         + ", ".join(names))
+    rows = _rows(chunk)
+    drop_id = id_column is not None and id_column not in model.signature.names
+    features = [n for n in names if not (drop_id and n == id_column)]
+    inputs = model.prepare(_model_input(model, chunk, features), row_offset=row_offset)
+    out: dict[str, Any] = {}
     if id_column is not None:
-        out = pd.DataFrame({id_column: chunk[id_column].to_numpy()})
+        out[id_column] = (chunk.column(id_column) if isinstance(chunk, pa.Table)
+                          else _arrow(chunk[id_column].to_numpy()))
     else:
-        out = pd.DataFrame({ROW_COLUMN: np.arange(row_offset, row_offset + len(chunk), dtype="int64")})
+        out[ROW_COLUMN] = np.arange(row_offset, row_offset + rows, dtype="int64")
     predictions = np.asarray(model.predict_prepared(inputs))
-    if predictions.ndim > 1 and predictions.reshape(len(chunk), -1).shape[1] > 1:
-        for i, column in enumerate(predictions.reshape(len(chunk), -1).T):
-            out[f"prediction_{i}"] = column
+    if predictions.ndim > 1 and predictions.reshape(rows, -1).shape[1] > 1:
+        for i, column in enumerate(predictions.reshape(rows, -1).T):
+            out[f"prediction_{i}"] = _arrow(column)
     else:
-        out["prediction"] = predictions.reshape(len(chunk))
+        out["prediction"] = _arrow(predictions.reshape(rows))
     if probabilities:
-        proba = np.asarray(model.predict_proba_prepared(inputs)).reshape(len(chunk), -1)
+        proba = np.asarray(model.predict_proba_prepared(inputs)).reshape(rows, -1)
         classes = model.classes if model.classes is not None else list(range(proba.shape[1]))
         for label, column in zip(classes, proba.T, strict=True):
-            out[f"proba_{label}"] = column
-    return out
+            out[f"proba_{label}"] = _arrow(column)
+    return pa.table(out)
 
 
-class TableWriter:
-    """Appends DataFrames to a local CSV, Parquet or JSON Lines file (Parquet: the first chunk's schema)."""
+def _model_input(model: LoadedModel, chunk: Chunk, names: list[str]) -> Any:
+    """The chunk's feature columns as ``{name: numpy array}``, the arrays a DataFrame of them holds."""
+    import pyarrow as pa
 
-    def __init__(self, path: Path, kind: str) -> None:
-        self.path = path
-        self.kind = kind
-        self._text: TextIO | None = None
-        self._parquet: pq.ParquetWriter | None = None
-        self._schema: pa.Schema | None = None
+    if model.signature.layout == "tensor":  # a tensor is the whole table as one array
+        frame = chunk.to_pandas() if isinstance(chunk, pa.Table) else chunk
+        return frame[names]
+    if not isinstance(chunk, pa.Table):
+        return {name: chunk[name].to_numpy() for name in names}
+    return {name: _numpy(chunk.column(name)) for name in names}
 
-    def write(self, frame: pd.DataFrame) -> None:
-        if self.kind == "parquet":
-            self._write_parquet(frame)
-            return
-        first = self._text is None
-        if self._text is None:
-            self._text = self.path.open("w", encoding="utf-8", newline="")
-        if self.kind == "csv":
-            frame.to_csv(self._text, header=first, index=False)
-        else:
-            self._text.write(frame.to_json(orient="records", lines=True, date_format="iso"))
 
-    def _write_parquet(self, frame: pd.DataFrame) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+def _numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """An Arrow column as pandas would give it: numbers and text directly, anything else through pandas."""
+    import pyarrow as pa
 
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self._parquet is None:
-            self._schema = table.schema
-            self._parquet = pq.ParquetWriter(self.path, table.schema)
-        elif not table.schema.equals(self._schema):
-            try:
-                table = table.cast(self._schema)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
-                raise UsageError(f"a column changes type from one chunk to the next ({exc}); "
-                                 "write CSV or JSON Lines, or give that column one type") from exc
-        self._parquet.write_table(table)
+    kind = column.type
+    if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_string(kind) \
+            or pa.types.is_large_string(kind) or (pa.types.is_boolean(kind) and not column.null_count):
+        return column.to_numpy()
+    return np.asarray(column.to_pandas().to_numpy())
 
-    def close(self) -> None:
-        if self._text is not None:
-            self._text.close()
-        if self._parquet is not None:
-            self._parquet.close()
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    """A numpy column as an Arrow array (Python objects of one kind, e.g. text labels, become that type)."""
+    import pyarrow as pa
+
+    if values.dtype.kind == "O":
+        return pa.array(list(values))
+    return pa.array(values)
 
 
 def _numbers_from_text(chunk: pd.DataFrame, signature: Signature) -> pd.DataFrame:
+    import pandas as pd
+
     for spec in signature.columns:
         if not spec.is_numeric or spec.name not in chunk.columns:
             continue

@@ -199,6 +199,10 @@ def predict_command(
         "--probabilities", help="Also write the probability of each class, as proba_<class>.")] = False,
     chunk_size: Annotated[int, typer.Option(
         "--chunk-size", min=1, help="Rows read and scored at once.")] = 10_000,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="Chunks scored at once, each on a thread (default: one per core for models "
+                                 "whose runtime allows it, scikit-learn, ONNX, boosting libraries; else 1). "
+                                 "Output order is input order either way.")] = None,
     trust: Trust = False,
     trusted_type: TrustedTypes = None,
     allow_version_mismatch: AllowMismatch = False,
@@ -220,9 +224,9 @@ def predict_command(
         check_request(engine or "local", address, input, output)  # before the slow part: loading the model
         spec = ModelSpec(uri, trust, tuple(trusted_type or ()), allow_version_mismatch)
         with progress_reporter(enabled=sys.stderr.isatty()) as progress:
+            options = ScoreOptions(id_column, probabilities, chunk_size, threads)
             result = predict_dataset(spec, input, output, engine=engine or "local", address=address,
-                                     options=ScoreOptions(id_column, probabilities, chunk_size), progress=progress,
-                                     model=spec.load())
+                                     options=options, progress=progress, model=spec.load())
         if as_json:
             print_json({"rows": result.rows, "output": str(result.output), "engine": engine or "local",
                         "format": "parquet-parts"})
@@ -234,7 +238,7 @@ def predict_command(
                  allow_version_mismatch=allow_version_mismatch)
     with progress_reporter(enabled=sys.stderr.isatty()) as progress:
         result = predict_file(model, input, output, id_column=id_column, probabilities=probabilities,
-                              chunk_size=chunk_size, progress=progress)
+                              chunk_size=chunk_size, progress=progress, threads=threads)
     if as_json:
         print_json({"rows": result.rows, "output": str(result.output)})
         return

@@ -26,16 +26,17 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth import storage
-from berth.batch import DEFAULT_CHUNK_SIZE, BatchResult, Progress, score_chunk
+from berth.batch import DEFAULT_CHUNK_SIZE, BatchResult, Progress, default_threads, score_chunk
 from berth.errors import BerthError, StorageError, UsageError
+from berth.ordered_pool import ordered_map
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pyarrow as pa
 
     from berth.model import LoadedModel
 
@@ -81,6 +82,7 @@ class ScoreOptions:
     id_column: str | None = None
     probabilities: bool = False
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    threads: int | None = None  # chunks of a partition scored at once: the local engine one per core, else 1
 
 
 @dataclass
@@ -164,8 +166,10 @@ def _cuts(path: str, rows: int, partition_rows: int) -> list[int]:
 # ---------------------------------------------------------------------------------------------------- scoring
 
 
-def read_partition(partition: Partition, chunk_size: int) -> Iterator[pd.DataFrame]:
-    """The rows of ``partition`` as DataFrames of at most ``chunk_size`` rows."""
+def read_partition(partition: Partition, chunk_size: int) -> Iterator[pa.Table]:
+    """The rows of ``partition`` as Arrow tables of at most ``chunk_size`` rows."""
+    import pyarrow as pa
+
     from berth.batch import _parquet_file
 
     with _parquet_file(partition.path) as parquet:
@@ -186,21 +190,31 @@ def read_partition(partition: Partition, chunk_size: int) -> Iterator[pd.DataFra
             batch = batch.slice(skip, wanted)
             skip, wanted = 0, wanted - batch.num_rows
             if batch.num_rows:
-                yield batch.to_pandas()
+                yield pa.Table.from_batches([batch])
             if not wanted:
                 return
 
 
-def score_partition(model: LoadedModel, partition: Partition, options: ScoreOptions) -> pd.DataFrame:
-    """The predictions of one partition: the same chunks and calls as ``berth predict`` on a file."""
-    import pandas as pd
+def score_partition(model: LoadedModel, partition: Partition, options: ScoreOptions) -> pa.Table:
+    """The predictions of one partition: the same chunks and scoring function as ``berth predict`` on a file,
+    on ``options.threads`` threads (1 in Ray and Dask workers, which are one per core already)."""
+    import pyarrow as pa
 
-    frames, done = [], 0
-    for chunk in read_partition(partition, options.chunk_size):
-        frames.append(score_chunk(model, chunk, partition.offset + done, id_column=options.id_column,
-                                  probabilities=options.probabilities))
-        done += len(chunk)
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    starts = [0]
+
+    def numbered(chunks: Iterator[pa.Table]) -> Iterator[tuple[int, pa.Table]]:
+        for chunk in chunks:
+            yield starts[-1], chunk
+            starts.append(starts[-1] + chunk.num_rows)
+
+    def score(item: tuple[int, pa.Table]) -> pa.Table:
+        done, chunk = item
+        return score_chunk(model, chunk, partition.offset + done, id_column=options.id_column,
+                           probabilities=options.probabilities)
+
+    tables = list(ordered_map(score, numbered(read_partition(partition, options.chunk_size)),
+                              workers=options.threads or 1))
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 _WORKER_MODELS: OrderedDict[ModelSpec, LoadedModel] = OrderedDict()
@@ -229,7 +243,7 @@ def worker_loads() -> int:
     return _WORKER_LOADS[0]
 
 
-def score_with_worker_model(spec: ModelSpec, partition: Partition, options: ScoreOptions) -> pd.DataFrame:
+def score_with_worker_model(spec: ModelSpec, partition: Partition, options: ScoreOptions) -> pa.Table:
     return score_partition(worker_model(spec), partition, options)
 
 
@@ -247,9 +261,8 @@ class RayScorer:
         indexes, tables = [], []
         for raw in batch["partition"]:
             partition = Partition(**json.loads(raw))
-            frame = score_partition(self.model, partition, self.options)
+            table = score_partition(self.model, partition, self.options)
             sink = pa.BufferOutputStream()
-            table = pa.Table.from_pandas(frame, preserve_index=False)
             with pa.ipc.new_stream(sink, table.schema) as writer:
                 writer.write_table(table)
             indexes.append(partition.index)
@@ -259,12 +272,13 @@ class RayScorer:
 
 # ---------------------------------------------------------------------------------------------------- engines
 
-Scored = Iterator[tuple[Partition, "pd.DataFrame"]]
+Scored = Iterator[tuple[Partition, "pa.Table"]]
 
 
 def run_local(spec: ModelSpec, partitions: Sequence[Partition], options: ScoreOptions,
               model: LoadedModel | None = None) -> Scored:
     model = model or spec.load()
+    options = replace(options, threads=options.threads or default_threads(model))  # one process: every core
     for partition in partitions:
         yield partition, score_partition(model, partition, options)
 
@@ -290,7 +304,7 @@ def run_ray(spec: ModelSpec, partitions: Sequence[Partition], options: ScoreOpti
         for row in scored.iter_rows():
             partition = partitions[int(row["index"])]
             with pa.ipc.open_stream(row["table"]) as reader:
-                yield partition, reader.read_all().to_pandas()
+                yield partition, reader.read_all()
 
 
 def run_dask(spec: ModelSpec, partitions: Sequence[Partition], options: ScoreOptions, address: str | None) -> Scored:
@@ -325,6 +339,8 @@ def predict_dataset(spec: ModelSpec, dataset: str, output: str, *, engine: str =
                     partition_rows: int = DEFAULT_PARTITION_ROWS, progress: Progress | None = None,
                     model: LoadedModel | None = None) -> BatchResult:
     """Score every row of the Parquet ``dataset`` with ``engine`` and publish the parts under ``output``."""
+    import pyarrow.parquet as pq
+
     options = options or ScoreOptions()
     check_request(engine, address, dataset, output)
     work = plan(dataset, partition_rows)
@@ -344,12 +360,12 @@ def predict_dataset(spec: ModelSpec, dataset: str, output: str, *, engine: str =
     width = max(5, len(str(len(work.partitions) - 1)))
     done, columns = 0, []
     with storage.staging_directory(output) as staged:
-        for partition, frame in _berth_errors(runner()):
-            if len(frame) != partition.rows:
-                raise BerthError(f"partition {partition.index} gave {len(frame)} rows for {partition.rows}")
-            frame.to_parquet(staged / f"part-{partition.index:0{width}d}.parquet", index=False)
-            done += len(frame)
-            columns = list(frame.columns)
+        for partition, table in _berth_errors(runner()):
+            if table.num_rows != partition.rows:
+                raise BerthError(f"partition {partition.index} gave {table.num_rows} rows for {partition.rows}")
+            pq.write_table(table, staged / f"part-{partition.index:0{width}d}.parquet")
+            done += table.num_rows
+            columns = list(table.column_names)
             if progress:
                 progress(done, work.rows)
         marker = {"rows": done, "parts": len(work.partitions), "columns": columns, "engine": engine,
