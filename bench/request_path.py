@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.request_path --label after                 # writes bench/results/request_path.md
     .venv/bin/python -m bench.request_path --label before --models logreg --concurrency 64
-    .venv/bin/python -m bench.request_path --configs "uvicorn=" "granian=--http-server granian"
+    .venv/bin/python -m bench.request_path --label inline --configs "thread=BERTH_INLINE_BUDGET_MS=0" "inline="
 
 Each run trains the iris models in berth's .venv (LogisticRegression, RandomForestClassifier(100), and the same
 two converted to ONNX with skl2onnx: the stand-in for a compiled twin), then for each model starts the gunicorn
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shlex
 import signal
 import sys
@@ -74,9 +75,33 @@ def prepare(keys: list[str]) -> list[serving.Model]:
 
 
 def berth_spec(label: str, extra: str) -> serving.Spec:
+    """``berth serve BUNDLE EXTRA``; a label starting with ``granian`` runs berth's ASGI app under granian instead
+    (``EXTRA``: granian's options, e.g. ``--workers 2``), for the uvicorn/granian comparison."""
     [spec] = serving.berth_specs([extra], None)
     spec.key = label
+    if label.startswith("granian"):
+        args = [word for word in shlex.split(extra) if not word.startswith("BERTH_")]
+        spec.argv = lambda m, p: [str(serving.BERTH_BIN / "granian"), "--interface", "asgi", "--factory", "--host",
+                                  serving.HOST, "--port", str(p), "--loop", "uvloop", "--no-access-log",
+                                  "--log-level", "warning", *args, "bench.request_path:granian_app"]
+        os.environ["BENCH_BUNDLE_DIR"] = ""  # set per model in measure()
     return spec
+
+
+def granian_app() -> Any:
+    """The app granian serves: berth's, built as ``berth serve`` builds it (models load before listening)."""
+    from berth.serving.app import create_app
+    from berth.serving.server import configure_logging
+    from berth.serving.settings import ServeSettings
+
+    settings = ServeSettings()
+    configure_logging(settings.log_level)
+    return create_app([os.environ["BENCH_BUNDLE_DIR"]], settings, load_in_background=False)
+
+
+def _without_env(argv: Any) -> Any:
+    """A spec's command without the ``BERTH_NAME=VALUE`` words of its configuration (they go to the environment)."""
+    return lambda model, port: [word for word in argv(model, port) if not word.startswith("BERTH_")]
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,11 +112,24 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     configs = [c.partition("=") for c in args.configs]
     records = []
     for model in models:
+        os.environ["BENCH_BUNDLE_DIR"] = str(model.bundle_dir)
         specs = ([] if args.no_baseline else [gunicorn]) + [berth_spec(label, extra) for label, _, extra in configs]
         for spec in specs:
-            record = serving.bench_server(spec, model, args)
+            extra = next((extra for label, _, extra in configs if label == spec.key), "")
+            env = dict(word.split("=", 1) for word in shlex.split(extra) if word.startswith("BERTH_"))
+            spec.argv = _without_env(spec.argv)
+            saved = {name: os.environ.get(name) for name in env}
+            os.environ.update(env)  # the server's environment is this process's (serving.server_env)
+            try:
+                record = serving.bench_server(spec, model, args)
+            finally:
+                for name, value in saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
             if spec.key != "gunicorn":
-                record["berth_args"] = next(extra for label, _, extra in configs if label == spec.key)
+                record["berth_args"] = extra
             records.append(record)
     return {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": serving.machine(),
             "duration_s": args.duration, "concurrency": args.concurrency, "records": records}

@@ -81,7 +81,7 @@ class JoinedHead:
     ``100 Continue`` goes out at once, and everything after the head passes straight through.
     """
 
-    __slots__ = ("transport", "held", "head_seen")
+    __slots__ = ("head_seen", "held", "transport")
 
     def __init__(self, transport: Any) -> None:
         self.transport = transport

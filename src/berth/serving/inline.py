@@ -56,8 +56,11 @@ class CallCost:
         one, full = self.estimate(1), self.estimate(rows)
         if one is None or full is None:
             return "predict in the model's thread (not timed: no example)"
-        where = ("on the event loop" if self.inline(rows) else
-                 f"on the event loop up to {self.rows_within_budget()} rows" if self.inline(1) else "in the model's thread")
+        where = "in the model's thread"
+        if self.inline(rows):
+            where = "on the event loop"
+        elif self.inline(1):
+            where = f"on the event loop up to {self.rows_within_budget()} rows, in the model's thread beyond"
         return (f"predict {where} (estimated {one * 1e3:.3f} ms for 1 row, {full * 1e3:.3f} ms for {rows}; "
                 f"inline budget {self.budget_s * 1e3:g} ms)")
 
