@@ -84,7 +84,6 @@ def berth_spec(label: str, extra: str) -> serving.Spec:
         spec.argv = lambda m, p: [str(serving.BERTH_BIN / "granian"), "--interface", "asgi", "--factory", "--host",
                                   serving.HOST, "--port", str(p), "--loop", "uvloop", "--no-access-log",
                                   "--log-level", "warning", *args, "bench.request_path:granian_app"]
-        os.environ["BENCH_BUNDLE_DIR"] = ""  # set per model in measure()
     return spec
 
 
