@@ -52,13 +52,18 @@ class Batcher(Generic[Part, Result]):
         self._task: asyncio.Task[None] | None = None
         self.closed = False
 
-    def run_batch(self, parts: Sequence[Part]) -> Sequence[Result]:
-        """``run_batch`` in the model's thread, with its start time visible to :attr:`busy_for`."""
+    def run_batch(self, parts: Sequence[Part], rows: int | None = None) -> Sequence[Result]:
+        """``run_batch`` (in the model's thread or inline), its start visible to :attr:`busy_for` and its duration
+        folded into the cost estimate when ``rows`` is given: a call timed in the thread can bring a model that
+        was slow for a while (a loaded machine) back to the loop."""
         self.busy_since = time.monotonic()
+        started = time.perf_counter()
         try:
             return self._run_batch(parts)
         finally:
             self.busy_since = None
+            if rows is not None:
+                self.cost.observe(rows, time.perf_counter() - started)
 
     @property
     def busy_for(self) -> float:
@@ -76,11 +81,7 @@ class Batcher(Generic[Part, Result]):
 
     def run_inline(self, parts: Sequence[Part], rows: int) -> Sequence[Result]:
         """``run_batch`` on the event loop, its duration folded into the cost estimate."""
-        started = time.perf_counter()
-        try:
-            return self.run_batch(parts)
-        finally:
-            self.cost.observe(rows, time.perf_counter() - started)
+        return self.run_batch(parts, rows)
 
     async def submit(self, part: Part, rows: int, *, announced: bool = False) -> Result:
         if announced:
@@ -103,7 +104,7 @@ class Batcher(Generic[Part, Result]):
         if self.cost.inline(rows):
             return self.run_inline([part], rows)[0]
         loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(self.executor, self.run_batch, [part])
+        results = await loop.run_in_executor(self.executor, self.run_batch, [part], rows)
         return results[0]
 
     def _start(self) -> None:
@@ -150,7 +151,7 @@ class Batcher(Generic[Part, Result]):
             if self.cost.inline(rows):
                 results = self.run_inline([i.part for i in live], rows)
             else:
-                results = await loop.run_in_executor(self.executor, self.run_batch, [i.part for i in live])
+                results = await loop.run_in_executor(self.executor, self.run_batch, [i.part for i in live], rows)
         except Exception as exc:
             if len(live) == 1:
                 _settle(live[0], exc)
@@ -167,7 +168,8 @@ class Batcher(Generic[Part, Result]):
                 if self.cost.inline(item.rows):
                     [result] = self.run_inline([item.part], item.rows)
                 else:
-                    [result] = await loop.run_in_executor(self.executor, self.run_batch, [item.part])
+                    [result] = await loop.run_in_executor(self.executor, self.run_batch, [item.part],
+                                                          item.rows)
             except Exception as exc:
                 _settle(item, exc)
             else:

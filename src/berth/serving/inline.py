@@ -4,14 +4,16 @@ Handing a call to the model's thread costs the event loop a queue put, a thread 
 callback per batch, and makes the loop and the thread take turns on the GIL. For a model that answers in tens or
 hundreds of microseconds (a linear model, an ONNX twin) that hand-off costs more than the call itself; for a
 forest in scikit-learn (~10 ms) the thread keeps the loop free to read and validate the next requests meanwhile.
-Measured on the 2-core machine (bench/results/request_path.md, docs/design-notes.md): inline wins while a
-call costs up to about a millisecond.
+Measured through the batcher (bench/inline_crossover.py): inline costs less CPU per request at
+every model cost, since the hand-off's cost does not depend on the model's; what grows with the model's cost is how
+long the loop stalls, which the budget bounds.
 
 :class:`CallCost` estimates a call's duration as ``fixed + per_row × rows``, first from timings at warm-up
-(one row and one full batch) and then from every call made inline (a moving average of the observed over the
-estimated). A call runs inline only if its estimate is within ``budget_s``: a model that turns out slower than
-measured (a larger input, a slower machine) goes back to the thread after a few calls, so no model holds the
-loop for long. Without a warm-up timing (no example in the signature) nothing runs inline.
+(one row and one full batch) and then from every batch it runs, inline or in the thread (a moving average of the
+observed over the estimated). A call runs inline only if its estimate is within ``budget_s``: a model that turns
+out slower than measured (a larger input, a loaded machine) goes back to the thread after a few calls, so no
+model holds the loop for long, and comes back once its calls are quick again. Without a warm-up timing (no
+example in the signature) nothing runs inline.
 """
 
 from __future__ import annotations
