@@ -31,6 +31,10 @@ class Predictor:
     input_target: InputTarget = "ndarray"
     input_dtype: str | None = None
     classes: list[Any] | None = None
+    # The call is a library's own code whose duration depends on the input's size alone (an onnxruntime graph, a
+    # scikit-learn estimator): a server may time it once and run cheap calls on its event loop
+    # (berth.serving.inline). Code a user wrote can block for ever, so it stays in the model's thread.
+    bounded_time: bool = False
 
     @property
     def has_proba(self) -> bool:

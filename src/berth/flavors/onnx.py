@@ -48,6 +48,7 @@ class OnnxPredictor(Predictor):
     """An onnxruntime session: ``predict`` reads one output, ``predict_proba`` another (when there is one)."""
 
     input_target = "ndarray"
+    bounded_time = True  # a graph of standard operators, run by onnxruntime
 
     def __init__(self, session: Any, *, output: str | None = None, proba_output: str | None = None,
                  classes: list[Any] | None = None, squeeze: bool = False) -> None:

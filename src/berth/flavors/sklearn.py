@@ -60,6 +60,7 @@ class SklearnPredictor(Predictor):
             self.input_dtype = "float32"
         classes = getattr(estimator, "classes_", None)
         self.classes = list(classes) if classes is not None else None
+        self.bounded_time = library_code_only(estimator)
 
     @property
     def has_proba(self) -> bool:
@@ -72,6 +73,29 @@ class SklearnPredictor(Predictor):
         if not self.has_proba:
             return super().predict_proba(inputs)
         return np.asarray(self.predicting.predict_proba(inputs))
+
+
+LIBRARY_MODULES = ("sklearn.", "numpy", "scipy.")
+
+
+def library_code_only(estimator: Any) -> bool:
+    """Whether ``estimator`` and everything in its parameters (pipeline steps, nested estimators, functions) is
+    scikit-learn's (or NumPy's, SciPy's) own code: no user-written ``predict`` or ``FunctionTransformer`` function
+    that could block."""
+    if not type(estimator).__module__.startswith("sklearn."):
+        return False
+    try:
+        params = estimator.get_params(deep=True)
+    except Exception:
+        return False
+    for value in params.values():
+        if isinstance(value, list | tuple):  # Pipeline.steps, ColumnTransformer.transformers: checked deeply
+            continue
+        if hasattr(value, "get_params") or callable(value):
+            module = getattr(value, "__module__", None) or type(value).__module__
+            if not str(module).startswith(LIBRARY_MODULES):
+                return False
+    return True
 
 
 @functools.cache

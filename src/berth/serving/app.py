@@ -151,6 +151,8 @@ def log_startup(plane: DataPlane, settings: ServeSettings) -> None:
         manifest = slot.runner.model.manifest
         lines.append(f"  {name} version {slot.runner.version} ({manifest.flavor}/{manifest.format}) loaded in "
                      f"{slot.load_seconds:.2f} s; {slot.runner.model.runtime}")
+        batcher = slot.runner.batcher
+        lines.append(f"    {batcher.cost.describe(batcher.max_batch_size if settings.batching else 1)}")
     for source, problem in plane.problems.items():
         lines.append(f"  NOT SERVED {source}: {problem}")
     lines.append("  routes: POST /predict /invocations /models/{name}/predict /models/{name}/invocations "

@@ -4,6 +4,10 @@ One task per model drains a queue. It takes whatever is already waiting (up to `
 waits up to ``max_delay`` for more only while other requests for this model are on their way (received but not
 yet queued); a lone request is dispatched at once. While a batch runs in the model's thread, new requests pile
 up in the queue and form the next batch, so under load batches grow by themselves without any added delay.
+
+A batch whose estimated cost fits the inline budget (:mod:`berth.serving.inline`) runs on the event loop instead of
+the thread. Requests still go through the queue: the requests that one turn of the event loop reads become one
+batch, which a request predicted at once in its own task would prevent.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from berth.errors import NotReadyError
+from berth.serving.inline import CallCost
 
 Part = TypeVar("Part")
 Result = TypeVar("Result")
@@ -34,8 +39,9 @@ class Batcher(Generic[Part, Result]):
 
     def __init__(self, run_batch: Callable[[Sequence[Part]], Sequence[Result]], *, max_batch_size: int,
                  max_delay_s: float, name: str = "model",
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int], None] | None = None, cost: CallCost | None = None) -> None:
         self._run_batch = run_batch
+        self.cost = cost or CallCost(0.0)  # whether a call is cheap enough for the event loop
         self.busy_since: float | None = None  # when the predict call running in the thread started
         self.max_batch_size = max(1, max_batch_size)
         self.max_delay_s = max(0.0, max_delay_s)
@@ -46,13 +52,18 @@ class Batcher(Generic[Part, Result]):
         self._task: asyncio.Task[None] | None = None
         self.closed = False
 
-    def run_batch(self, parts: Sequence[Part]) -> Sequence[Result]:
-        """``run_batch`` in the model's thread, with its start time visible to :attr:`busy_for`."""
+    def run_batch(self, parts: Sequence[Part], rows: int | None = None) -> Sequence[Result]:
+        """``run_batch`` (in the model's thread or inline), its start visible to :attr:`busy_for` and its duration
+        folded into the cost estimate when ``rows`` is given: a call timed in the thread can bring a model that
+        was slow for a while (a loaded machine) back to the loop."""
         self.busy_since = time.monotonic()
+        started = time.perf_counter()
         try:
             return self._run_batch(parts)
         finally:
             self.busy_since = None
+            if rows is not None:
+                self.cost.observe(rows, time.perf_counter() - started)
 
     @property
     def busy_for(self) -> float:
@@ -67,6 +78,10 @@ class Batcher(Generic[Part, Result]):
     def announce(self) -> None:
         """A request for this model has arrived and will be submitted shortly (it is being decoded)."""
         self.arriving += 1
+
+    def run_inline(self, parts: Sequence[Part], rows: int) -> Sequence[Result]:
+        """``run_batch`` on the event loop, its duration folded into the cost estimate."""
+        return self.run_batch(parts, rows)
 
     async def submit(self, part: Part, rows: int, *, announced: bool = False) -> Result:
         if announced:
@@ -83,11 +98,13 @@ class Batcher(Generic[Part, Result]):
         """An announced request will not be submitted after all (it failed validation)."""
         self.arriving -= 1
 
-    async def run_alone(self, part: Part) -> Result:
-        """Unbatched: one call in the model's thread (batching switched off)."""
+    async def run_alone(self, part: Part, rows: int = 1) -> Result:
+        """Unbatched: one call, inline when cheap, else in the model's thread (batching switched off)."""
         self._check_open()
+        if self.cost.inline(rows):
+            return self.run_inline([part], rows)[0]
         loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(self.executor, self.run_batch, [part])
+        results = await loop.run_in_executor(self.executor, self.run_batch, [part], rows)
         return results[0]
 
     def _start(self) -> None:
@@ -121,28 +138,38 @@ class Batcher(Generic[Part, Result]):
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
-            live = [item for item in batch if not item.future.done()]  # callers that timed out are skipped
-            if not live:
-                continue
-            if self.on_batch:
-                self.on_batch(sum(item.rows for item in live))
-            try:
-                results = await loop.run_in_executor(self.executor, self.run_batch, [i.part for i in live])
-            except Exception as exc:
-                if len(live) == 1:
-                    _settle(live[0], exc)
-                    continue
-                await self._run_one_by_one(live)  # only the request that breaks the model should fail
-                continue
-            for item, result in zip(live, results, strict=True):
-                _settle(item, result)
+            await self._dispatch(loop, await self._collect())
+
+    async def _dispatch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item[Part, Result]]) -> None:
+        live = [item for item in batch if not item.future.done()]  # callers that timed out are skipped
+        if not live:
+            return
+        rows = sum(item.rows for item in live)
+        if self.on_batch:
+            self.on_batch(rows)
+        try:
+            if self.cost.inline(rows):
+                results = self.run_inline([i.part for i in live], rows)
+            else:
+                results = await loop.run_in_executor(self.executor, self.run_batch, [i.part for i in live], rows)
+        except Exception as exc:
+            if len(live) == 1:
+                _settle(live[0], exc)
+                return
+            await self._run_one_by_one(live)  # only the request that breaks the model should fail
+            return
+        for item, result in zip(live, results, strict=True):
+            _settle(item, result)
 
     async def _run_one_by_one(self, items: list[_Item[Part, Result]]) -> None:
         loop = asyncio.get_running_loop()
         for item in items:
             try:
-                [result] = await loop.run_in_executor(self.executor, self.run_batch, [item.part])
+                if self.cost.inline(item.rows):
+                    [result] = self.run_inline([item.part], item.rows)
+                else:
+                    [result] = await loop.run_in_executor(self.executor, self.run_batch, [item.part],
+                                                          item.rows)
             except Exception as exc:
                 _settle(item, exc)
             else:

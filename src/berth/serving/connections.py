@@ -13,6 +13,10 @@
   deadline (``body_timeout_s``, in :class:`berth.serving.middleware.BodyLimitMiddleware`).
 * **Header size.** uvicorn's httptools protocol buffers a request line and headers of any size; past
   :data:`MAX_HEADER_BYTES` without a complete head, the client gets 431 and the connection is closed.
+
+The same protocol class also joins each response's head to its body (:class:`JoinedHead`): uvicorn writes the
+status line and headers, then the body, and each write is a ``send`` system call of its own on an idle socket,
+about a sixth of a worker's samples at c=64 (py-spy, bench/results/request_path.md).
 """
 
 from __future__ import annotations
@@ -69,8 +73,46 @@ def connection_limit(configured: int, fd_limit: int) -> int | None:
     return max(16, min(MAX_AUTO_CONNECTIONS, fd_limit - RESERVED_FDS))
 
 
+class JoinedHead:
+    """A transport for one request/response cycle that holds the response's head until the first body bytes
+    (or the end of the response, or a close) and sends both in one write.
+
+    Only the first write that is a final status line (``HTTP/1.x`` and not ``1xx``) is held: an interim
+    ``100 Continue`` goes out at once, and everything after the head passes straight through.
+    """
+
+    __slots__ = ("head_seen", "held", "transport")
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.held = b""
+        self.head_seen = False
+
+    def write(self, data: bytes) -> None:
+        if self.held:
+            data, self.held = self.held + data, b""
+        elif not self.head_seen and data.startswith(b"HTTP/1.") and data[9:10] != b"1":
+            self.head_seen = True
+            self.held = data
+            return
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        if self.held:
+            data, self.held = self.held, b""
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, ...: the real transport's
+        return getattr(self.transport, name)
+
+
 def header_deadline_protocol(base: type[asyncio.Protocol], timeout_s: float) -> type[asyncio.Protocol]:
-    """``base`` (a uvicorn HTTP protocol class) with a deadline on receiving each request's headers."""
+    """``base`` (a uvicorn HTTP protocol class) with a deadline on receiving each request's headers, and each
+    response's head joined to its body (:class:`JoinedHead`)."""
 
     class HeaderDeadline(base):  # type: ignore[valid-type, misc]
         header_timeout_s = timeout_s
@@ -91,7 +133,17 @@ def header_deadline_protocol(base: type[asyncio.Protocol], timeout_s: float) -> 
             if waiting and self._berth_waiting() and self._berth_header_bytes > MAX_HEADER_BYTES:
                 self._berth_reject(TOO_LARGE_RESPONSE)  # still no complete request line and headers
 
+        def on_headers_complete(self) -> None:
+            before = getattr(self, "cycle", None)
+            super().on_headers_complete()
+            cycle = getattr(self, "cycle", None)
+            if cycle is not None and cycle is not before:
+                cycle.transport = JoinedHead(cycle.transport)
+
         def on_response_complete(self) -> None:
+            cycle = getattr(self, "cycle", None)
+            if cycle is not None and isinstance(cycle.transport, JoinedHead):
+                cycle.transport.flush()  # a response without body bytes (HEAD)
             super().on_response_complete()
             self._berth_partial = False
             self._berth_header_bytes = 0

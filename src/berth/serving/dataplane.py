@@ -226,7 +226,8 @@ class DataPlane:
         gauge = runner.queue_gauge
         gauge.inc()
         try:
-            return await asyncio.wait_for(runner.predict(data, probabilities), self.settings.timeout_s)
+            async with asyncio.timeout(self.settings.timeout_s):  # no task of its own, unlike wait_for on 3.11
+                return await runner.predict(data, probabilities)
         except TimeoutError:
             raise RequestTimeoutError(f"no answer within {self.settings.timeout_s:g} s (--timeout-s)") from None
         finally:

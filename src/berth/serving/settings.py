@@ -29,6 +29,9 @@ class ServeSettings(BaseSettings):
     max_batch_size: int = Field(64, ge=1, le=100_000, description="Most rows in one batched predict call.")
     max_batch_delay_ms: float = Field(2.0, ge=0, le=10_000,
                                       description="Longest wait for more requests while others are arriving.")
+    inline_budget_ms: float = Field(1.0, ge=0, le=1000, description="A predict call estimated (from timings at "
+                                    "warm-up, then from its own calls) to take at most this many milliseconds runs on "
+                                    "the event loop instead of the model's thread (0: always the thread).")
     timeout_s: float = Field(30.0, gt=0, description="A request still unanswered after this gets 504.")
     grpc_port: int | None = Field(None, ge=0, le=65535, description="Also serve the Open Inference Protocol over "
                                   "gRPC on this port (off when unset; needs berth[grpc]).")

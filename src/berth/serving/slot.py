@@ -25,6 +25,7 @@ from berth.coercion import coerce, is_frame, matrix_to_frame
 from berth.errors import BundleError
 from berth.model import LoadedModel
 from berth.serving.batching import Batcher
+from berth.serving.inline import WARM_UP_LIMIT_S, CallCost, time_calls
 from berth.serving.metrics import Metrics
 from berth.serving.settings import ServeSettings
 
@@ -63,6 +64,7 @@ class Runner:
             self._run_batch, max_batch_size=settings.max_batch_size,
             max_delay_s=settings.max_batch_delay_ms / 1000, name=model.name,
             on_batch=metrics.batch_size.labels(model.name).observe,
+            cost=CallCost(settings.inline_budget_ms / 1000 if predictor.bounded_time else 0.0),
         )
 
     def prepare(self, data: Any, probabilities: bool) -> _Part:
@@ -75,7 +77,8 @@ class Runner:
 
     async def predict(self, data: Any, probabilities: bool = False) -> Prediction:
         if not self.batching:
-            return await self.batcher.run_alone(self.prepare(data, probabilities))
+            part = self.prepare(data, probabilities)
+            return await self.batcher.run_alone(part, part.rows)
         self.batcher.announce()
         try:
             part = self.prepare(data, probabilities)
@@ -112,11 +115,26 @@ class Runner:
         return results
 
     def warm_up(self) -> None:
-        """One prediction on the signature's example, so the first request does not pay for lazy setup."""
+        """Predictions on the signature's example, so the first request does not pay for lazy setup; their
+        timings (one row, and a full batch when batching) decide whether calls may run on the event loop."""
         example = self.signature.example
-        if example:
-            part = self.prepare(example, self.model.has_proba)
-            self._run_batch([part])
+        if not example:
+            return
+        part = self.prepare(example, self.model.has_proba)
+        started = time.perf_counter()
+        self._run_batch([part])
+        first = time.perf_counter() - started
+        cost = self.batcher.cost
+        if not cost.budget_s or first >= WARM_UP_LIMIT_S:  # a slow model is not timed again: it stays in its thread
+            cost.calibrate(first, part.rows)
+            return
+        small = time_calls(lambda: self._run_batch([part]))
+        copies = max(1, self.batcher.max_batch_size // part.rows) if self.batching else 1
+        if copies == 1 or small > cost.budget_s:  # too slow for the loop already: no batch to time
+            cost.calibrate(small, part.rows)
+            return
+        batch = [part] * copies
+        cost.calibrate(small, part.rows, time_calls(lambda: self._run_batch(batch)), part.rows * copies)
 
     async def close(self) -> None:
         await self.batcher.close()
