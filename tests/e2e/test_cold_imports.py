@@ -20,6 +20,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 import berth
+from berth.compile import proven
 from support.server_process import ROOT, ServerProcess
 from tests.serving.conftest import IRIS_X, IRIS_Y, ROW
 
@@ -35,9 +36,17 @@ def save_onnx(model: Any, path: Path) -> None:
     berth.save(model.fit(IRIS_X, IRIS_Y), path, sample=IRIS_X.head(20), reference=IRIS_X, format="onnx")
 
 
+def save_twin(model: Any, path: Path) -> None:
+    """A scikit-learn (skops) bundle with its compiled twin: the server predicts with the twin alone."""
+    manifest = berth.save(model.fit(IRIS_X, IRIS_Y), path, sample=IRIS_X.head(20), reference=IRIS_X, compile=True)
+    assert proven(manifest), manifest.compiled
+
+
 BUNDLES: dict[str, Callable[[Path], None]] = {
     "onnx-logreg": lambda path: save_onnx(LogisticRegression(max_iter=1000), path),
     "onnx-forest": lambda path: save_onnx(RandomForestClassifier(n_estimators=20, random_state=0), path),
+    "twin-logreg": lambda path: save_twin(LogisticRegression(max_iter=1000), path),
+    "twin-forest": lambda path: save_twin(RandomForestClassifier(n_estimators=20, random_state=0), path),
 }
 
 
@@ -76,6 +85,7 @@ def test_ready_without_heavy_libraries(kind: str, tmp_path: Path) -> None:
 def test_the_check_sees_a_heavy_import(tmp_path: Path) -> None:
     """The same check on a scikit-learn (skops) bundle does see scikit-learn: the list is not empty by accident."""
     bundle = tmp_path / "skops"
-    berth.save(LogisticRegression(max_iter=1000).fit(IRIS_X, IRIS_Y), bundle, sample=IRIS_X.head(20))
+    berth.save(LogisticRegression(max_iter=1000).fit(IRIS_X, IRIS_Y), bundle, sample=IRIS_X.head(20),
+               compile=False)
     loaded = packages(modules_at_ready(bundle, tmp_path / "modules.json"))
     assert {"sklearn", "skops"} <= loaded

@@ -33,6 +33,7 @@ class TwinPredictor(Predictor):
     """Predicts with the ONNX twin; answers exactly as the original predictor would, in shape and dtype."""
 
     input_target = "ndarray"
+    bounded_time = True  # a graph of standard operators run by onnxruntime: cheap calls may run inline
 
     def __init__(self, session: Any, section: dict[str, Any]) -> None:
         self.session = session

@@ -258,16 +258,24 @@ class RayScorer:
         import numpy as np
         import pyarrow as pa
 
-        indexes, tables = [], []
+        indexes, tables, errors = [], [], []
         for raw in batch["partition"]:
             partition = Partition(**json.loads(raw))
-            table = score_partition(self.model, partition, self.options)
+            indexes.append(partition.index)
+            try:
+                table = score_partition(self.model, partition, self.options)
+            except BerthError as error:
+                # returned as data, not raised: how Ray carries a raised error's cause to the caller depends on
+                # what the worker happened to import (tblib), and the caller needs the error itself
+                tables.append(b"")
+                errors.append(json.dumps({"type": type(error).__name__, "message": str(error)}))
+                continue
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, table.schema) as writer:
                 writer.write_table(table)
-            indexes.append(partition.index)
             tables.append(sink.getvalue().to_pybytes())
-        return {"index": np.array(indexes), "table": np.array(tables, dtype=object)}
+            errors.append("")
+        return {"index": np.array(indexes), "table": np.array(tables, dtype=object), "error": np.array(errors)}
 
 
 # ---------------------------------------------------------------------------------------------------- engines
@@ -303,6 +311,8 @@ def run_ray(spec: ModelSpec, partitions: Sequence[Partition], options: ScoreOpti
             compute=ray.data.ActorPoolStrategy(size=workers))
         for row in scored.iter_rows():
             partition = partitions[int(row["index"])]
+            if row["error"]:
+                raise worker_error(json.loads(row["error"]))
             with pa.ipc.open_stream(row["table"]) as reader:
                 yield partition, reader.read_all()
 
@@ -386,6 +396,16 @@ def _berth_errors(scored: Scored) -> Scored:
         if cause is None or cause is exc:
             raise
         raise cause from None
+
+
+def worker_error(described: dict[str, str]) -> BerthError:
+    """The berth error a Ray worker returned as data, rebuilt as its own class (a name berth.errors defines)."""
+    from berth import errors
+
+    kind = getattr(errors, str(described.get("type")), None)
+    if not (isinstance(kind, type) and issubclass(kind, BerthError)):
+        kind = BerthError
+    return kind(str(described.get("message", "")))
 
 
 def _plain(error: BaseException) -> bool:
