@@ -133,3 +133,20 @@ def test_tensor_layout_checks_shape_and_adds_a_batch_axis() -> None:
     assert coerce(images, [[1, 2], [3, 4]]).shape == (1, 2, 2)
     assert coerce(images, np.zeros((5, 2, 2))).dtype == np.float32
     assert details(images, np.zeros((5, 2, 3))) == [{"loc": [], "msg": "expected shape [-1, 2, 2], got [5, 2, 3]"}]
+
+
+def test_a_half_imported_pandas_is_not_consulted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another thread may be importing pandas while a request is coerced: the module sits in sys.modules
+    without its names yet. Coercion must not touch it (it did, and answered 500: 'partially initialized
+    module')."""
+    import sys
+    import types
+
+    from berth.signature import json_ready
+
+    monkeypatch.setitem(sys.modules, "pandas", types.ModuleType("pandas"))  # half built: no DataFrame, NA
+    np.testing.assert_array_equal(coerce(NUMERIC, [[1.0, 2.0, 3]], to="ndarray"), [[1.0, 2.0, 3.0]])
+    np.testing.assert_array_equal(coerce(NUMERIC, {"a": [1.0], "b": [2.0], "n": [3]}, to="ndarray"), [[1.0, 2.0, 3.0]])
+    with pytest.raises(SignatureError, match="a"):
+        coerce(NUMERIC, [[None, 2.0, 3]], to="ndarray")
+    assert json_ready(np.float64(1.5)) == 1.5

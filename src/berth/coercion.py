@@ -12,13 +12,13 @@ model takes a numeric matrix never imports it. Input values of pandas' types are
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from berth.errors import SignatureError
+from berth.imported import imported_attribute
 from berth.signature import ColumnSpec, Signature
 
 if TYPE_CHECKING:
@@ -119,13 +119,13 @@ def _pandas() -> Any:
 
 def is_frame(value: Any) -> bool:
     """Whether ``value`` is a pandas DataFrame (without importing pandas)."""
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and isinstance(value, pandas.DataFrame)
+    frame = imported_attribute("pandas", "DataFrame")
+    return frame is not None and isinstance(value, frame)
 
 
 def _is_series(value: Any) -> bool:
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and isinstance(value, pandas.Series)
+    series = imported_attribute("pandas", "Series")
+    return series is not None and isinstance(value, series)
 
 
 def matrix_to_frame(signature: Signature, matrix: np.ndarray) -> pd.DataFrame:
@@ -291,8 +291,8 @@ def _check_column(spec: ColumnSpec, values: Any, problems: _Problems) -> np.ndar
 def _missing(value: Any) -> bool:
     if value is None or (isinstance(value, float) and value != value):
         return True
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and value is pandas.NA
+    na = imported_attribute("pandas", "NA")
+    return na is not None and value is na
 
 
 def _check_numeric(spec: ColumnSpec, array: np.ndarray, problems: _Problems) -> np.ndarray:

@@ -14,9 +14,10 @@ manifest (registry, packing, ``berth inspect``) stays light.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from berth.imported import imported_attribute
 
 Layout = Literal["table", "column", "tensor"]
 OutputKind = Literal["classification", "regression", "tensor"]
@@ -102,18 +103,18 @@ def json_ready(value: Any) -> Any:
     numpy and pandas are looked up among the modules already imported: a value of theirs cannot exist otherwise,
     and importing them here would make every manifest read pay for them.
     """
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(value, np.ndarray):
+    ndarray, generic = imported_attribute("numpy", "ndarray"), imported_attribute("numpy", "generic")
+    if ndarray is not None and isinstance(value, ndarray):
         return [json_ready(v) for v in value.tolist()]
     if isinstance(value, list | tuple):
         return [json_ready(v) for v in value]
     if isinstance(value, dict):
         return {str(k): json_ready(v) for k, v in value.items()}
-    if np is not None and isinstance(value, np.generic):
+    if generic is not None and isinstance(value, generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    timestamp = getattr(sys.modules.get("pandas"), "Timestamp", None)
+    timestamp = imported_attribute("pandas", "Timestamp")
     if timestamp is not None and isinstance(value, timestamp):
         return value.isoformat()
     return value

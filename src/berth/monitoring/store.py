@@ -30,6 +30,7 @@ import os
 import re
 import socket
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -186,7 +187,7 @@ class Store:
             return
         Path(inside(self.base, directory)).mkdir(parents=True, exist_ok=True)
         final = inside(self.base, f"{directory}/{version}.json")
-        temporary = f"{directory}/.{version}.{os.getpid()}.tmp"
+        temporary = f"{directory}/.{version}.{uuid.uuid4().hex}.tmp"  # unique: threads of one process race too
         Path(temporary).write_bytes(data)
         os.replace(temporary, final)
 
