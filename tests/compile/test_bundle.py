@@ -98,6 +98,43 @@ def test_compile_refusal_is_a_message_and_an_exit_code(tmp_path: Path) -> None:
     assert "Compiled twin" not in shown.output  # saved without compile: nothing to show
 
 
+def test_register_compile_registers_a_bundle_with_its_twin(tmp_path: Path,
+                                                          iris_logistic: LogisticRegression) -> None:
+    from tests.custom_estimators import ThresholdClassifier
+
+    registry = ["--registry", f"sqlite:///{tmp_path / 'registry.db'}", "--artifacts", str(tmp_path / "artifacts")]
+    berth.save(iris_logistic, tmp_path / "plain", sample=IRIS_X.head(5), reference=IRIS_X, compile=False)
+    result = runner.invoke(app, ["register", str(tmp_path / "plain"), "-n", "iris", "--compile", *registry])
+    assert result.exit_code == 0, result.output
+    assert "compiled twin: onnxruntime (proof: " in result.output and "registered iris version 1" in result.output
+    source = berth.inspect(tmp_path / "plain")
+    shown = runner.invoke(app, ["inspect", "models:/iris/1"], env={"COLUMNS": "200", "BERTH_REGISTRY_URL": registry[1]})
+    assert shown.exit_code == 0 and "Compiled twin: onnxruntime" in shown.output, shown.output
+    assert source.content_digest[:12] in shown.output  # lineage: compiled from the plain bundle
+    assert not (tmp_path / "plain" / "compiled").exists()  # the source bundle is left as it was
+
+    # a bundle that already has a proven twin is registered as it is: the same digest, so the same version
+    registered = runner.invoke(app, ["register", str(tmp_path / "plain"), "-n", "iris", "--compile", *registry,
+                                     "--json"])
+    assert registered.exit_code == 0, registered.output
+    answer = json.loads(registered.output)
+    assert answer["version"] == 2 and answer["compiled_twin"].startswith("onnxruntime")  # recompiled: new digest
+    runner.invoke(app, ["compile", str(tmp_path / "plain"), "-o", str(tmp_path / "twin")])
+    twin = berth.inspect(tmp_path / "twin")
+    again = runner.invoke(app, ["register", str(tmp_path / "twin"), "-n", "iris", "--compile", *registry, "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["digest"] == twin.content_digest
+
+    # refused: an error, and nothing registered
+    berth.save(ThresholdClassifier().fit(IRIS_X, [0, 1] * 75), tmp_path / "custom", sample=IRIS_X.head(5),
+               format="joblib", compile=False)
+    refused = runner.invoke(app, ["register", str(tmp_path / "custom"), "-n", "custom", "--compile", "--trust",
+                                  *registry])
+    assert refused.exit_code == 1 and "cannot compile" in refused.output
+    listed = runner.invoke(app, ["models", "list", "--json", *registry[:2]])
+    assert "custom" not in {model["name"] for model in json.loads(listed.output)}
+
+
 def test_import_no_compile_leaves_no_twin(tmp_path: Path, iris_logistic: LogisticRegression) -> None:
     joblib.dump(iris_logistic, tmp_path / "model.joblib")
     for flag, expect in (("--no-compile", False), (None, True)):

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from berth.cli.options import Trust, TrustedTypes
 from berth.cli.output import print_json
 from berth.errors import BerthError, BerthWarning
 
@@ -59,10 +60,6 @@ app = typer.Typer(
 Uri = Annotated[str, typer.Argument(help="A bundle directory, a packed .berth file, a URL (s3://...) or a "
                                               "registered model (models:/NAME/VERSION, models:/NAME@ALIAS).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace what is already at the output.")]
-Trust = Annotated[bool, typer.Option("--trust", help="Allow payloads that run code when loaded (pickle, "
-                                                     "joblib); only for sources you trust.")]
-TrustedTypes = Annotated[list[str] | None, typer.Option(
-    "--trusted-type", metavar="TYPE", help="A type a skops payload may construct (repeatable).")]
 AllowMismatch = Annotated[bool, typer.Option(
     "--allow-version-mismatch", help="Load even if Python or a library differs by a major version.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (for scripts).")]

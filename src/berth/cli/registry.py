@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from berth.cli.options import Trust, TrustedTypes
 from berth.cli.output import print_json
 
 if TYPE_CHECKING:
@@ -73,23 +74,54 @@ def register_command(
         "--alias", help="Point this alias at the version (repeatable), e.g. --alias production.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", metavar="KEY=VALUE", help="A tag (repeatable).")] = None,
     description: Annotated[str | None, typer.Option(help="Describe the version (default: the manifest's).")] = None,
+    compile: Annotated[bool, typer.Option(
+        "--compile", help="Register the bundle with a compiled twin: one is built and proven first (the bundle "
+                          "is loaded for that: --trust / --trusted-type apply); nothing is registered if it is "
+                          "refused. A bundle that already has a proven twin is registered as it is.")] = False,
+    trust: Trust = False,
+    trusted_type: TrustedTypes = None,
     registry: RegistryUrl = None,
     artifacts: ArtifactsUrl = None,
     as_json: AsJson = False,
 ) -> None:
-    """Register a bundle as the next version of a model (or find the version that already holds it)."""
+    """Register a bundle as the next version of a model (or find the version that already holds it).
+
+    The bundle is copied as it is (bundles are immutable and keep their digest); --compile registers a new bundle
+    that adds a proven compiled twin, as ``berth compile`` would write it."""
+    import tempfile
+    from pathlib import Path
+
     tags = parse_tags(tag)
-    with open_registry(registry, artifacts) as store:
-        version = store.register(bundle, name, aliases=alias or [], tags=tags, description=description)
+    with open_registry(registry, artifacts) as store, tempfile.TemporaryDirectory(prefix="berth-register-") as tmp:
+        source, twin = with_twin(bundle, Path(tmp) / "bundle", trust, trusted_type or [], store) if compile \
+            else (bundle, None)
+        version = store.register(source, name, aliases=alias or [], tags=tags, description=description)
     if as_json:
-        print_json(version.to_dict())
+        print_json(version.to_dict() | ({"compiled_twin": twin} if twin else {}))
         return
+    if twin:
+        say(f"compiled twin: {twin}")
     if version.existing:
         say(f"{name} version {version.version} already holds this bundle ({version.digest}); nothing copied")
     else:
         say(f"registered {name} version {version.version} ({version.digest}) -> {version.uri}")
     for given in alias or []:
         say(f"alias {given} -> {version.version}")
+
+
+def with_twin(bundle: str, staging: Any, trust: bool, trusted_types: list[str],
+              store: Registry) -> tuple[str, str]:
+    """``bundle`` if it already has a proven twin, else a new bundle at ``staging`` that adds one; and the
+    twin's description (runtime and proof)."""
+    from berth.compile import describe, proven
+    from berth.compile.rebuild import compile_bundle
+    from berth.source import open_bundle
+
+    with open_bundle(bundle, registry=store) as opened:
+        if proven(opened.manifest):
+            return bundle, describe(opened.manifest)
+    manifest = compile_bundle(bundle, staging, trust=trust, trusted_types=trusted_types, registry=store)
+    return str(staging), describe(manifest)
 
 
 def rollback_command(
