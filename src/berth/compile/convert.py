@@ -45,7 +45,12 @@ def convert(model: Any, flavor: str, width: int, float32_input: bool) -> Convert
         kind = type(model).__qualname__
         if kind not in ("LGBMClassifier", "LGBMRegressor", "XGBClassifier", "XGBRegressor"):
             raise Refusal(f"{kind} has no converter berth uses (scikit-learn wrappers only)")
-        return first_that_converts(model, width, ["float32"], boosting_to_onnx)
+        # LightGBM compares float64 inputs with float64 thresholds, XGBoost casts inputs to float32 itself: each
+        # twin takes its library's input type. onnxmltools writes the thresholds of either as float32 (ONNX-ML
+        # tree operators before opset 3), so a LightGBM model with a threshold on a data value can answer
+        # otherwise at that value: the proof refuses such a twin (diabetes regressor: 3.1 off at bmi's minimum).
+        dtypes = ["float64", "float32"] if kind.startswith("LGBM") else ["float32"]
+        return first_that_converts(model, width, dtypes, boosting_to_onnx)
     raise Refusal(f"the {flavor} flavor has no compiler")
 
 
@@ -117,12 +122,21 @@ def sklearn_to_onnx(model: Any, width: int, dtype: str) -> Converted:
 
 def boosting_to_onnx(model: Any, width: int, dtype: str) -> Converted:
     from onnxmltools import convert_lightgbm, convert_xgboost
-    from onnxmltools.convert.common.data_types import FloatTensorType
+    from onnxmltools.convert.common.data_types import DoubleTensorType, FloatTensorType
 
     lightgbm = type(model).__module__.startswith("lightgbm")
     extra = {"zipmap": False} if lightgbm and hasattr(model, "classes_") else {}
     convert_one = convert_lightgbm if lightgbm else convert_xgboost
-    proto = convert_one(model, initial_types=[("input", FloatTensorType([None, width]))], **extra)
+    if not lightgbm and getattr(model.get_booster(), "feature_names", None):
+        # onnxmltools reads XGBoost's tree dump, which names features f0, f1... only when the booster has no
+        # names; the twin takes columns by position anyway (the signature puts them in order). On a copy: the
+        # original keeps its names.
+        import copy
+
+        model = copy.deepcopy(model)
+        model.get_booster().feature_names = None
+    tensor = DoubleTensorType if dtype == "float64" else FloatTensorType
+    proto = convert_one(model, initial_types=[("input", tensor([None, width]))], **extra)
     library = "lightgbm" if lightgbm else "xgboost"
     return described(proto, dtype, ["onnxmltools", library])
 
