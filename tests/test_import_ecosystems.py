@@ -107,7 +107,8 @@ def test_boosting_flavors_go_to_native_bundles(tmp_path: Path, mlflow_model: Cop
                                                payload: str) -> None:
     pytest.importorskip(flavor)
     manifest = import_model(mlflow_model(name), tmp_path / "out")  # native files (or skops): no trust needed
-    assert manifest.flavor == flavor and [f.path for f in manifest.files] == [payload]
+    assert manifest.flavor == flavor
+    assert [f.path for f in manifest.files if not f.path.startswith("compiled/")] == [payload]  # and maybe a twin
     assert manifest.signature is not None and manifest.signature.names == COLUMNS
     loaded = check_predictions(tmp_path / "out", name)
     if "probabilities" in expected(name):

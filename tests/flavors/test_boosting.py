@@ -1,4 +1,7 @@
-"""The xgboost, lightgbm and catboost flavors: native model files (never pickle), chosen by ``berth.save``."""
+"""The xgboost, lightgbm and catboost flavors: native model files (never pickle), chosen by ``berth.save``.
+
+Tests of the native files and their loaders save with ``compile=False``: with onnxmltools installed the bundle would
+also carry a compiled twin and load it instead (twins of these libraries: tests/compile/test_proof.py)."""
 
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ def test_classifier_round_trip_on_iris(tmp_path: Path, iris: tuple[pd.DataFrame,
     X, labels = iris
     y = labels.astype("category").cat.codes.astype("int64")  # integer labels: what XGBClassifier accepts
     model = classifier(library).fit(X, y)
-    manifest = berth.save(model, tmp_path / "m", sample=X.head(), reference=X)
+    manifest = berth.save(model, tmp_path / "m", sample=X.head(), reference=X, compile=False)
     assert manifest.flavor == library
     assert payload_files(tmp_path / "m") == PAYLOADS[library]  # the library's own file, no pickle
     assert [f.path for f in manifest.files] == PAYLOADS[library]
@@ -87,7 +90,7 @@ def test_binary_classifier_probabilities(tmp_path: Path, iris: tuple[pd.DataFram
     X, labels = iris
     y = (labels == "virginica").astype("int64")
     model = classifier(library).fit(X, y)
-    berth.save(model, tmp_path / "m", sample=X.head())
+    berth.save(model, tmp_path / "m", sample=X.head(), compile=False)
     loaded = berth.load(tmp_path / "m")
     np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X), rtol=1e-6)
     assert loaded.predict(X).tolist() == model.predict(X).ravel().tolist()
@@ -96,7 +99,7 @@ def test_binary_classifier_probabilities(tmp_path: Path, iris: tuple[pd.DataFram
 @pytest.mark.parametrize("library", LIBRARIES)
 def test_regressor_round_trip_on_diabetes(tmp_path: Path, library: str) -> None:
     model = regressor(library).fit(DIABETES_X, DIABETES_Y)
-    manifest = berth.save(model, tmp_path / "m", sample=DIABETES_X.head(), reference=DIABETES_X)
+    manifest = berth.save(model, tmp_path / "m", sample=DIABETES_X.head(), reference=DIABETES_X, compile=False)
     assert manifest.flavor == library and payload_files(tmp_path / "m") == PAYLOADS[library]
     assert manifest.signature is not None and manifest.signature.outputs.kind == "regression"
     assert manifest.reference is not None and manifest.reference["predictions"]["type"] == "numeric"
@@ -118,7 +121,7 @@ def test_signature_without_a_sample_comes_from_the_model(tmp_path: Path) -> None
 
 def test_xgboost_json_format(tmp_path: Path) -> None:
     model = regressor("xgboost").fit(DIABETES_X, DIABETES_Y)
-    manifest = berth.save(model, tmp_path / "m", sample=DIABETES_X.head(), format="json")
+    manifest = berth.save(model, tmp_path / "m", sample=DIABETES_X.head(), format="json", compile=False)
     assert manifest.format == "json" and payload_files(tmp_path / "m") == ["model.json"]
     assert "learner" in json.loads((tmp_path / "m" / "model.json").read_text())
     np.testing.assert_allclose(berth.load(tmp_path / "m").predict(DIABETES_X), model.predict(DIABETES_X), rtol=1e-6)
@@ -202,7 +205,8 @@ def test_unfitted_models_are_refused(tmp_path: Path) -> None:
 def test_malformed_flavor_options_are_refused(tmp_path: Path, iris: tuple[pd.DataFrame, pd.Series],
                                               library: str) -> None:
     X, labels = iris
-    berth.save(regressor(library).fit(X, labels.astype("category").cat.codes), tmp_path / "m", sample=X.head())
+    berth.save(regressor(library).fit(X, labels.astype("category").cat.codes), tmp_path / "m", sample=X.head(),
+               compile=False)
     manifest = json.loads((tmp_path / "m" / MANIFEST_NAME).read_text())
     manifest["flavor_options"]["estimator"] = "os.system"
     (tmp_path / "m" / MANIFEST_NAME).write_text(json.dumps(manifest))
