@@ -46,9 +46,10 @@ _LOCK = threading.Lock()
 
 def import_skops_io() -> ModuleType:
     """``skops.io``, imported with the pruned discovery when scikit-learn's is a verified one."""
-    loaded = sys.modules.get("skops.io")
-    if loaded is not None:
-        return loaded
+    if "skops.io" in sys.modules:
+        # imported (or being imported by another thread): import_module waits for a module still initialising,
+        # where the sys.modules entry alone could be half built
+        return importlib.import_module("skops.io")
     with _LOCK:
         import sklearn.utils
 
