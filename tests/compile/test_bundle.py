@@ -40,6 +40,41 @@ def test_a_tampered_twin_fails_verification(iris_twin_bundle: Path, tmp_path: Pa
             berth.load(bundle, compiled=compiled)
 
 
+def external_data_graph(location: str) -> bytes:
+    """An ONNX graph whose only output is an initializer stored as 'external data' at ``location``."""
+    from onnx import TensorProto, helper
+
+    tensor = TensorProto(name="w", data_type=TensorProto.UINT8, dims=[16], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", location), ("offset", "0"), ("length", "16")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["label"])], "exfiltrate",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 4])],
+                              [helper.make_tensor_value_info("label", TensorProto.UINT8, [16])], initializer=[tensor])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+@pytest.mark.parametrize("where", ["relative", "absolute"])
+def test_a_twin_cannot_read_files_outside_its_bundle(iris_twin_bundle: Path, tmp_path: Path, where: str) -> None:
+    """A hostile bundle's twin (re-hashed, so it verifies) names a file outside the bundle as a tensor's external
+    data, to answer predictions with its bytes: loading refuses it (onnxruntime >= 1.27 validates external data
+    paths; berth's onnx extra requires it)."""
+    from berth.manifest import sha256_file
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"SECRET-SECRET-SE")
+    bundle = copy(iris_twin_bundle, tmp_path)
+    location = str(secret) if where == "absolute" else "../../secret.bin"  # from copy/compiled/ to tmp_path
+    (bundle / TWIN_FILE).write_bytes(external_data_graph(location))
+    manifest = json.loads((bundle / "berth.json").read_text())
+    for entry in manifest["files"]:
+        if entry["path"] == TWIN_FILE:
+            entry.update(sha256=sha256_file(bundle / TWIN_FILE), size=(bundle / TWIN_FILE).stat().st_size)
+    (bundle / "berth.json").write_text(json.dumps(manifest))
+    with pytest.raises(berth.FlavorError, match="cannot load the compiled twin.*[Ee]xternal data"):
+        berth.load(bundle)
+
+
 def test_a_manifest_claiming_an_unlisted_twin_is_refused(iris_twin_bundle: Path, tmp_path: Path) -> None:
     bundle = copy(iris_twin_bundle, tmp_path)
     manifest = json.loads((bundle / "berth.json").read_text())
