@@ -50,8 +50,11 @@ ROW = [5.1, 3.5, 1.4, 0.2]
 POLL_S = 0.01
 TIMEOUT_S = 120.0
 MODELS = {"logreg": "LogisticRegression", "forest": "RandomForestClassifier(100)"}
-# bundle formats: label -> keywords of berth.save (a compiled twin, once berth has them, is one more row here)
-FORMATS: dict[str, dict[str, Any]] = {"onnx": {"format": "onnx"}, "skops": {}}
+# bundle formats: label -> keywords of berth.save; "twin" is a skops bundle with its compiled twin, which the
+# berth before twins cannot serve (no `before` row for it)
+FORMATS: dict[str, dict[str, Any]] = {"onnx": {"format": "onnx", "compile": False}, "skops": {"compile": False},
+                                      "twin": {"compile": True}}
+TWIN_FORMATS = frozenset({"twin"})
 WORKERS = (1, 2)
 TARGET_WORKERS_S = {1: 1.5, 2: 2.0}
 
@@ -167,7 +170,7 @@ def cases(paths: dict[str, Path], work: Path, before: Path | None) -> list[Case]
         for label in FORMATS:
             for workers in WORKERS:
                 for name, script in (("berth", BERTH), ("before", before)):
-                    if script is None:
+                    if script is None or (name == "before" and label in TWIN_FORMATS):
                         continue
                     found.append(Case(f"{name} {label} --workers {workers}", key,
                                       [str(script), "serve", str(paths[f"{key}/{label}"]), "--workers", str(workers),
@@ -217,7 +220,7 @@ def render(all_cases: list[Case], runs: int, before: Path | None, rounds: int | 
         flask = by.get((case.model, "gunicorn(1), Flask tutorial app"))
         earlier = by.get((case.model, "before" + case.label[5:])) if case.label.startswith("berth") else None
         target = ""
-        if case.label.startswith("berth onnx"):
+        if case.label.startswith(("berth onnx", "berth twin")):
             workers = int(case.label.rsplit(" ", 1)[1])
             target = f"<= {TARGET_WORKERS_S[workers]:g} s" + (" and <= gunicorn(1)" if workers == 1 else "")
         elif case.label.startswith("berth skops"):

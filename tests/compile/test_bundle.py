@@ -148,12 +148,17 @@ def test_register_compile_registers_a_bundle_with_its_twin(tmp_path: Path,
     assert source.content_digest[:12] in shown.output  # lineage: compiled from the plain bundle
     assert not (tmp_path / "plain" / "compiled").exists()  # the source bundle is left as it was
 
-    # a bundle that already has a proven twin is registered as it is: the same digest, so the same version
+    # the same bundle again: the version compiled from it is found (as a plain register finds the same digest)
     registered = runner.invoke(app, ["register", str(tmp_path / "plain"), "-n", "iris", "--compile", *registry,
-                                     "--json"])
+                                     "--alias", "staging", "--json"])
     assert registered.exit_code == 0, registered.output
     answer = json.loads(registered.output)
-    assert answer["version"] == 2 and answer["compiled_twin"].startswith("onnxruntime")  # recompiled: new digest
+    assert answer["version"] == 1 and answer["existing"] and answer["compiled_twin"].startswith("onnxruntime")
+    from berth.registry.store import Registry
+
+    with Registry(registry[1], registry[3]) as store:
+        assert store.aliases("iris") == {"staging": 1} and len(store.versions("iris")) == 1
+    # a bundle that already has a proven twin is registered as it is: its own digest
     runner.invoke(app, ["compile", str(tmp_path / "plain"), "-o", str(tmp_path / "twin")])
     twin = berth.inspect(tmp_path / "twin")
     again = runner.invoke(app, ["register", str(tmp_path / "twin"), "-n", "iris", "--compile", *registry, "--json"])

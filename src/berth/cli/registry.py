@@ -93,8 +93,8 @@ def register_command(
 
     tags = parse_tags(tag)
     with open_registry(registry, artifacts) as store, tempfile.TemporaryDirectory(prefix="berth-register-") as tmp:
-        source, twin = with_twin(bundle, Path(tmp) / "bundle", trust, trusted_type or [], store) if compile \
-            else (bundle, None)
+        source, twin = with_twin(bundle, name, Path(tmp) / "bundle", trust, trusted_type or [], store) \
+            if compile else (bundle, None)
         version = store.register(source, name, aliases=alias or [], tags=tags, description=description)
     if as_json:
         print_json(version.to_dict() | ({"compiled_twin": twin} if twin else {}))
@@ -109,17 +109,32 @@ def register_command(
         say(f"alias {given} -> {version.version}")
 
 
-def with_twin(bundle: str, staging: Any, trust: bool, trusted_types: list[str],
+def with_twin(bundle: str, name: str, staging: Any, trust: bool, trusted_types: list[str],
               store: Registry) -> tuple[str, str]:
-    """``bundle`` if it already has a proven twin, else a new bundle at ``staging`` that adds one; and the
-    twin's description (runtime and proof)."""
+    """What to register for ``register --compile``, and the twin's description (runtime and proof): ``bundle``
+    itself if it has a proven twin; the version of ``name`` already compiled from it, if there is one (so that
+    registering the same bundle again finds that version, as a plain register does); else a new bundle at
+    ``staging`` that adds a twin."""
     from berth.compile import describe, proven
     from berth.compile.rebuild import compile_bundle
+    from berth.errors import RegistryNotFoundError
+    from berth.manifest import Manifest
     from berth.source import open_bundle
 
     with open_bundle(bundle, registry=store) as opened:
         if proven(opened.manifest):
             return bundle, describe(opened.manifest)
+        digest = opened.manifest.content_digest
+    try:
+        versions = store.versions(name)
+    except RegistryNotFoundError:  # a new model: nothing compiled from this bundle yet
+        versions = []
+    for version in reversed(versions):
+        stored = store.manifest(name, version.version)
+        if (stored.get("lineage") or {}).get("compiled_from") == digest:
+            earlier = Manifest.from_dict(stored)
+            if proven(earlier):
+                return version.uri, describe(earlier)
     manifest = compile_bundle(bundle, staging, trust=trust, trusted_types=trusted_types, registry=store)
     return str(staging), describe(manifest)
 
