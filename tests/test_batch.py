@@ -74,6 +74,21 @@ def test_the_id_column_is_written_beside_each_prediction(tmp_path: Path, model: 
     assert out["flower"].tolist() == frame["flower"].tolist()
 
 
+def test_ids_with_gaps_or_of_mixed_kinds_are_written(tmp_path: Path, model: LoadedModel, iris_data: Iris) -> None:
+    """JSON Lines ids as clients send them: some missing, some numbers among text. Written as text, gaps empty."""
+    X, _ = iris_data
+    head = X.head(6).copy()
+    head.insert(0, "key", pd.Series(["a", None, 7, "b", 8.5, None], dtype=object))
+    rows = tmp_path / "rows.jsonl"
+    head.to_json(rows, orient="records", lines=True)
+    predict_file(model, rows, tmp_path / "out.parquet", id_column="key")
+    import pyarrow.parquet as pq
+
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.column("key").to_pylist() == ["a", None, "7", "b", "8.5", None]
+    assert out.num_rows == 6
+
+
 def test_a_missing_id_column_is_a_usage_error(tmp_path: Path, model: LoadedModel, iris_data: Iris) -> None:
     X, _ = iris_data
     rows = write_table(X, tmp_path / "rows.csv")

@@ -81,3 +81,19 @@ def test_a_flavor_plugin_needs_only_the_public_names() -> None:
     assert DoublerFlavor().check_format(None) == "json"
     assert DoublerFlavor().load(None, None, trust=False, trusted_types=[]).predict([1, 2]).tolist() == [2, 4]
     assert berth.SavedPayload(files=[], libraries=[], predictor=Doubler()).options == {}
+
+
+def test_monitoring_exports_stay_functions_after_the_modules_load() -> None:
+    """A lazily exported name that is also a submodule's name becomes the module once that submodule is imported
+    (by the report, say): each export must still be what it was after every monitoring module is loaded."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import berth.monitoring as monitoring
+
+    for info in pkgutil.iter_modules(monitoring.__path__):
+        importlib.import_module(f"berth.monitoring.{info.name}")
+    for name in monitoring.__all__:
+        value = getattr(monitoring, name)
+        assert not inspect.ismodule(value), f"berth.monitoring.{name} is a module, not the exported {name}"

@@ -213,6 +213,11 @@ def _write_all(scored: Iterator[pa.Table], path: Path, kind: str, progress: Prog
             if progress:
                 progress(done, total)
     finally:
+        # a write error stops the scoring threads now (what has not started is cancelled), not when the suspended
+        # generator is collected
+        close = getattr(scored, "close", None)
+        if close is not None:
+            close()
         writer.close()
     return done, columns
 
@@ -285,8 +290,15 @@ def _arrow(values: np.ndarray) -> pa.Array:
     import pyarrow as pa
 
     if values.dtype.kind == "O":
-        return pa.array(list(values))
+        try:  # NaN / None are missing values, as pandas read them
+            return pa.array(list(values), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds (ids that are numbers and text): as text
+            return pa.array([None if _is_missing(v) else str(v) for v in values], pa.string())
     return pa.array(values)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _numbers_from_text(chunk: pd.DataFrame, signature: Signature) -> pd.DataFrame:

@@ -8,6 +8,7 @@ field: ``malformed manifest: files[2].path: '../x' has the segment '..': ...``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -193,6 +194,8 @@ def check_shape(shape: Any, where: str) -> None:
 
 
 COMPILED_DTYPES = frozenset({"float32", "float64"})
+OUTPUT_DTYPE = re.compile(r"[<>|=]?(?:b1|\?|bool|[iuf][1248]|u?int(?:8|16|32|64)|float(?:16|32|64)|O|object"
+                          r"|U(?:[1-9]\d{0,2}|10[01]\d|102[0-4]))")
 MAX_REASON = 1_000
 
 
@@ -224,6 +227,9 @@ def check_compiled(section: Any, files: list[dict[str, Any]]) -> None:
     if not isinstance(output, dict) or set(output) != {"dtype", "squeeze"} or not isinstance(output["squeeze"], bool):
         raise Problem("compiled.output", "must be an object with dtype and squeeze (true or false)")
     short_text(output["dtype"], "compiled.output.dtype")
+    if not OUTPUT_DTYPE.fullmatch(output["dtype"]):  # it sizes the answers: "U100000000" is 400 MB a value
+        raise Problem("compiled.output.dtype", "must be a bool, int, uint or float dtype of at most 8 bytes, "
+                                               "object, or text of at most 1024 characters (e.g. <i8, <U12)")
     if section.get("classes") is not None:
         classes = section["classes"]
         if not isinstance(classes, list) or len(classes) > MAX_COLUMNS or not all(

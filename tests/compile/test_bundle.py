@@ -91,6 +91,8 @@ def test_a_manifest_claiming_an_unlisted_twin_is_refused(iris_twin_bundle: Path,
     ({"outputs": {"label": "label"}}, "compiled.outputs"),
     ({"classes": [{"a": 1}]}, "compiled.classes"),
     ({"rows_tried": -1}, "compiled.rows_tried"),
+    ({"output": {"dtype": "<U100000000", "squeeze": True}}, "compiled.output.dtype"),  # 400 MB a label
+    ({"output": {"dtype": "V1000000", "squeeze": True}}, "compiled.output.dtype"),
 ])
 def test_hostile_compiled_sections_are_refused(iris_twin_bundle: Path, tmp_path: Path, change: dict,
                                                message: str) -> None:

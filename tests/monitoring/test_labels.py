@@ -15,8 +15,8 @@ from berth.model import LoadedModel
 from berth.monitoring.feedback import feedback_table
 from berth.monitoring.labels import match_labels, probability_matrix
 from berth.monitoring.log import served_rows
-from berth.monitoring.performance import performance
 from berth.monitoring.report import labelled_performance
+from berth.monitoring.scoring import performance
 from berth.monitoring.store import FEEDBACK, Store
 from tests.monitoring.conftest import log_rows, reference_rows, true_labels
 
@@ -88,3 +88,22 @@ def test_probabilities_of_different_lengths_or_missing_give_no_matrix() -> None:
     assert probability_matrix(joined([[0.1, 0.9], [0.2, 0.3, 0.5]])) is None
     assert probability_matrix(joined([[0.1, 0.9], None])) is None
     assert probability_matrix(joined([[], []])) is None
+
+
+def test_joined_times_are_utc_whatever_the_machines_zone(store: Store, loaded: LoadedModel,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB answers timestamps in its TimeZone setting, which defaults to the machine's: the join pins UTC, so
+    labelled buckets start on UTC hours like the rest of the report (and no DST hour can break their flooring)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        ids = log_rows(store, loaded, reference_rows(5, seed=2), start=time.time() - 60, prefix="tz")
+        store.write("iris", feedback_table([{"request_id": i, "label": 0} for i in ids], dt.datetime.now(dt.UTC)),
+                    kind=FEEDBACK)
+        labels = store.feedback("iris").select(["request_id", "row", "label"])
+        matched = match_labels(store, "iris", labels, None, None, None, 3)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert matched.rows.num_rows == 5
+    assert matched.rows.schema.field("time").type == pa.timestamp("us", tz="UTC")

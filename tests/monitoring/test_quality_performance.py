@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from berth.monitoring.performance import classification_metrics, normalize_label, performance, regression_metrics
 from berth.monitoring.quality import data_quality
+from berth.monitoring.scoring import classification_metrics, normalize_label, performance, regression_metrics
 from berth.reference import reference_stats
 
 

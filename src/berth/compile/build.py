@@ -21,6 +21,7 @@ from berth.compile.convert import Converted, Refusal, convert
 from berth.compile.proof import compare, original_answers
 from berth.compile.synth import proof_rows
 from berth.flavors.base import Predictor
+from berth.manifest_rules import OUTPUT_DTYPE
 from berth.signature import Signature, json_ready
 
 FLAVORS = frozenset({"sklearn", "lightgbm", "xgboost"})
@@ -79,6 +80,9 @@ def draft(converted: Converted, predictor: Predictor, values: np.ndarray, missin
         raise Refusal(f"the model answers {values.ndim}-dimensional output; only one value per row is compiled")
     if not classifier and values.dtype.kind != "f":
         raise Refusal(f"outputs of dtype {values.dtype} are not compiled")
+    dtype = "object" if values.dtype.kind == "O" else values.dtype.str
+    if not OUTPUT_DTYPE.fullmatch(dtype):  # the manifest's bound (e.g. labels over 1024 characters)
+        raise Refusal(f"outputs of dtype {dtype} are not compiled")
     proba = converted.proba if classifier and predictor.has_proba else None
     if classifier and predictor.has_proba and proba is None:
         raise Refusal("the converted classifier gives no probabilities")
@@ -89,7 +93,7 @@ def draft(converted: Converted, predictor: Predictor, values: np.ndarray, missin
         "input_dtype": converted.input_dtype,
         "validate_dtype": predictor.input_dtype,
         "outputs": {"label": converted.label, "proba": proba},
-        "output": {"dtype": "object" if values.dtype.kind == "O" else values.dtype.str, "squeeze": True},
+        "output": {"dtype": dtype, "squeeze": True},
         "classes": json_ready(list(predictor.classes)) if classifier and predictor.classes is not None else None,
         "missing_allowed": missing_allowed,
     }

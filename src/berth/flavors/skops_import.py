@@ -51,6 +51,8 @@ def import_skops_io() -> ModuleType:
         # where the sys.modules entry alone could be half built
         return importlib.import_module("skops.io")
     with _LOCK:
+        if "skops.io" in sys.modules:  # another thread imported it while this one waited for the lock
+            return importlib.import_module("skops.io")
         import sklearn.utils
 
         discovery = sys.modules.get("sklearn.utils.discovery")

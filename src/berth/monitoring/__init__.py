@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     )
     from berth.monitoring.feedback import read_labels, record_feedback
     from berth.monitoring.log import PendingRecord, PredictionLog
-    from berth.monitoring.performance import classification_metrics, performance, regression_metrics
     from berth.monitoring.quality import data_quality
     from berth.monitoring.report import build_report, drift_status, render_html
+    from berth.monitoring.scoring import classification_metrics, performance, regression_metrics
     from berth.monitoring.store import Store, monitor_dir, parse_duration
     from berth.monitoring.thresholds import check
 
@@ -47,9 +47,9 @@ _LAZY = {
     "record_feedback": "feedback",
     "PendingRecord": "log",
     "PredictionLog": "log",
-    "classification_metrics": "performance",
-    "performance": "performance",
-    "regression_metrics": "performance",
+    "classification_metrics": "scoring",
+    "performance": "scoring",  # the function; its module is named otherwise, or importing it would shadow the name
+    "regression_metrics": "scoring",
     "data_quality": "quality",
     "build_report": "report",
     "drift_status": "report",

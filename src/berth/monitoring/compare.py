@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from berth.errors import StorageError
 from berth.monitoring.drift import DriftConfig, dataset_drift, prediction_drift
-from berth.monitoring.performance import normalize_label
+from berth.monitoring.scoring import normalize_label
 from berth.monitoring.store import FEATURE_PREFIX, Store, utc
 
 Z95 = 1.959963984540054

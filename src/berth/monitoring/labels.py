@@ -99,7 +99,13 @@ def _join(store: Store, model: str, labels: pa.Table, until: dt.datetime | None,
         listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         connection.execute(f"CREATE VIEW log AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
         connection.register("labels", build)
-        return connection.sql(query, params=parameters).to_arrow_table()
+        joined = connection.sql(query, params=parameters).to_arrow_table()
+    # DuckDB labels timestamps with its TimeZone setting, the machine's zone (and changing that setting needs its
+    # ICU extension, which berth does not load): the same instants, labelled UTC as the rest of the report
+    if "time" in joined.column_names:
+        where = joined.column_names.index("time")
+        joined = joined.set_column(where, "time", joined.column("time").cast(pa.timestamp("us", tz="UTC")))
+    return joined
 
 
 def quote(name: str) -> str:

@@ -20,9 +20,9 @@ from berth.errors import StorageError
 from berth.monitoring.drift import Counted, DriftConfig, combine, dataset_drift, feature_drift, prediction_drift
 from berth.monitoring.labels import match_labels
 from berth.monitoring.log import served_rows
-from berth.monitoring.performance import bucket_size, performance
 from berth.monitoring.quality import data_quality, with_totals
 from berth.monitoring.scan import Progress, scan, time_range
+from berth.monitoring.scoring import bucket_size, performance
 from berth.monitoring.store import FEATURE_PREFIX, Store, utc
 from berth.monitoring.timeline import drift_timeline, timeline_bucket, timeline_from_scan
 
