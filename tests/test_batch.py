@@ -352,6 +352,18 @@ def test_a_scikit_learn_model_gets_a_thread_per_core(model: LoadedModel) -> None
     assert default_threads(model) == len(os.sched_getaffinity(0))
 
 
+def test_an_onnx_flavor_model_gets_one_thread_its_twin_one_per_core(tmp_path: Path, iris_data: Iris,
+                                                                      iris_forest: RandomForestClassifier) -> None:
+    """The onnx flavor's session spreads each call over every core itself; a twin's session runs on one."""
+    pytest.importorskip("skl2onnx")
+    X, _ = iris_data
+    berth.save(iris_forest, tmp_path / "onnx", sample=X.head(5), format="onnx", compile=False)
+    berth.save(iris_forest, tmp_path / "twin", sample=X.head(5), reference=X, compile=True)
+    assert default_threads(berth.load(tmp_path / "onnx")) == 1
+    twin = berth.load(tmp_path / "twin")
+    assert twin.compiled and default_threads(twin) == len(os.sched_getaffinity(0))
+
+
 def test_an_empty_csv_is_refused_as_before(tmp_path: Path, model: LoadedModel, iris_data: Iris) -> None:
     X, _ = iris_data
     header_only = tmp_path / "header.csv"

@@ -35,7 +35,10 @@ DEFAULT_CHUNK_SIZE = 10_000
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
 ROW_COLUMN = "row"
-CONCURRENT_FLAVORS = frozenset({"sklearn", "onnx", "xgboost", "lightgbm", "catboost"})
+# runtimes that predict on one thread and may be called from several (an ONNX-flavor model is not one of them:
+# its onnxruntime session keeps the library's default intra-op pool, every core, so more scoring threads only
+# oversubscribe: bench/results/batch_predict.md, onnx --threads 1 1.75x the plain script, --threads 2 1.63x)
+CONCURRENT_FLAVORS = frozenset({"sklearn", "xgboost", "lightgbm", "catboost"})
 
 Chunk = Any
 """A chunk of rows: a ``pyarrow.Table`` (CSV and Parquet) or a ``pandas.DataFrame`` (JSON Lines, lenient CSV)."""
@@ -157,8 +160,9 @@ def predict_file(model: LoadedModel, input: str | os.PathLike[str], output: str 
 
 def default_threads(model: LoadedModel) -> int:
     """One scoring thread per core for a model whose runtime predicts on one thread and may be called from
-    several (scikit-learn, onnxruntime, the boosting libraries, compiled twins); else one (torch and Keras
-    use every core already; a python-flavor model is the user's code, not known to allow concurrent calls)."""
+    several (scikit-learn, the boosting libraries, compiled twins); else one (torch, Keras and the onnx flavor's
+    session use every core already; a python-flavor model is the user's code, not known to allow concurrent
+    calls)."""
     if model.manifest.flavor not in CONCURRENT_FLAVORS and not getattr(model, "compiled", False):
         return 1
     try:
