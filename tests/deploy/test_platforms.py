@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from berth.errors import UsageError
-from berth.serving.platforms import resolve, split_start_argument
+from berth.serving.platform_settings import resolve, split_start_argument
 from berth.serving.settings import ServeSettings
 from tests.serving.conftest import IRIS_X, make_client
 

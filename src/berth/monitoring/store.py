@@ -323,10 +323,8 @@ class Store:
         return dataset, condition
 
     def read(self, model: str, since: dt.datetime | None = None, until: dt.datetime | None = None, *,
-             version: str | None = None, columns: list[str] | None = None, kind: str = PREDICTIONS,
-             request_ids: pa.Array | None = None) -> pa.Table:
-        """Rows of ``model``'s log with ``since <= time < until`` (and of ``version``, and among
-        ``request_ids``), oldest first."""
+             version: str | None = None, columns: list[str] | None = None, kind: str = PREDICTIONS) -> pa.Table:
+        """Rows of ``model``'s log with ``since <= time < until`` (and of ``version``), oldest first."""
 
         import pyarrow.dataset as ds
 
@@ -340,7 +338,6 @@ class Store:
                 ds.field("time") >= pa.scalar(utc(since), pa.timestamp("us", tz="UTC")) if since else None,
                 ds.field("time") < pa.scalar(utc(until), pa.timestamp("us", tz="UTC")) if until else None,
                 ds.field("version") == version if version else None,
-                ds.field("request_id").isin(request_ids) if request_ids is not None else None,
             ):
                 if clause is not None:
                     condition = clause if condition is None else condition & clause

@@ -79,9 +79,6 @@ class Batcher(Generic[Part, Result]):
         """A request for this model has arrived and will be submitted shortly (it is being decoded)."""
         self.arriving += 1
 
-    def run_inline(self, parts: Sequence[Part], rows: int) -> Sequence[Result]:
-        """``run_batch`` on the event loop, its duration folded into the cost estimate."""
-        return self.run_batch(parts, rows)
 
     async def submit(self, part: Part, rows: int, *, announced: bool = False) -> Result:
         if announced:
@@ -102,7 +99,7 @@ class Batcher(Generic[Part, Result]):
         """Unbatched: one call, inline when cheap, else in the model's thread (batching switched off)."""
         self._check_open()
         if self.cost.inline(rows):
-            return self.run_inline([part], rows)[0]
+            return self.run_batch([part], rows)[0]  # on the event loop
         loop = asyncio.get_running_loop()
         results = await loop.run_in_executor(self.executor, self.run_batch, [part], rows)
         return results[0]
@@ -149,7 +146,7 @@ class Batcher(Generic[Part, Result]):
             self.on_batch(rows)
         try:
             if self.cost.inline(rows):
-                results = self.run_inline([i.part for i in live], rows)
+                results = self.run_batch([i.part for i in live], rows)
             else:
                 results = await loop.run_in_executor(self.executor, self.run_batch, [i.part for i in live], rows)
         except Exception as exc:
@@ -166,7 +163,7 @@ class Batcher(Generic[Part, Result]):
         for item in items:
             try:
                 if self.cost.inline(item.rows):
-                    [result] = self.run_inline([item.part], item.rows)
+                    [result] = self.run_batch([item.part], item.rows)
                 else:
                     [result] = await loop.run_in_executor(self.executor, self.run_batch, [item.part],
                                                           item.rows)

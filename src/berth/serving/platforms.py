@@ -26,9 +26,6 @@ from starlette.responses import Response
 from berth.errors import SignatureError, UsageError
 from berth.serving import openapi
 from berth.serving.codec import decode_json, json_values, media_type, relocate, require_object
-from berth.serving.platform_settings import detect as detect  # re-exported: the settings half, see there
-from berth.serving.platform_settings import resolve as resolve
-from berth.serving.platform_settings import split_start_argument as split_start_argument
 from berth.serving.protocols import mlflow, simple
 from berth.serving.responses import json_response
 from berth.serving.settings import ServeSettings
