@@ -126,3 +126,32 @@ def test_a_candidate_that_cannot_be_served_is_refused_and_reported(iris_versions
         iris_versions.set_rollout("iris", 3, canary=100)  # a good candidate goes in
         eventually(lambda: served_version(client) == "3")
         assert "problem" not in client.get("/health/ready").json()["models"]["iris"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite-file", "postgres-s3"], indirect=True)
+def test_a_promotion_between_the_polls_two_reads_is_not_torn(iris_versions: Registry) -> None:
+    """follow_state reads the alias, then the rollout. A promotion committed between the two must not read as
+    'alias unmoved, rollout gone' (PostgreSQL's default READ COMMITTED gives each statement its own snapshot):
+    a follower would drop the candidate it is about to promote. The poll sees one state, before or after."""
+    import sqlalchemy as sa
+
+    registry = iris_versions
+    registry.set_rollout("iris", 3, canary=10)
+    other = Registry(registry.url)  # another process's promotion, on its own connection
+    fired: list[bool] = []
+
+    def promote_once(*_args: object) -> None:
+        if not fired:
+            fired.append(True)
+            other.promote("iris", 3)
+
+    sa.event.listen(registry._poll_engine, "after_execute", promote_once)
+    try:
+        target, rollout = registry.follow_state("iris", "production")
+    finally:
+        sa.event.remove(registry._poll_engine, "after_execute", promote_once)
+        other.close()
+    assert fired
+    assert (target.version, rollout is not None) in {(1, True), (3, False)}, (target.version, rollout)
+    target, rollout = registry.follow_state("iris", "production")
+    assert target.version == 3 and rollout is None

@@ -271,6 +271,11 @@ class Registry:
         for attempt in (1, 2):
             try:
                 with self._poll_engine.connect() as connection:
+                    if connection.dialect.name == "postgresql":
+                        # both reads from one snapshot: under READ COMMITTED a promotion committed between them
+                        # reads as "alias unmoved, rollout gone", and the follower drops the candidate it was
+                        # about to promote (then loads that version again). SQLite's read is one snapshot already
+                        connection.execution_options(isolation_level="REPEATABLE READ")
                     row = connection.execute(version_query).first()
                     rollout = connection.execute(rollout_query).first()
                 return (ModelVersion.from_row(name, row) if row is not None else None,  # type: ignore[arg-type]
